@@ -1,0 +1,80 @@
+"""Wire the generated project; choose no files.
+
+Which files exist is decided by rendering (a file whose name renders empty is skipped), so
+the project is complete without this hook. The hook only writes what must never be
+tracked, tidies up, and says what to do next:
+
+- ``.env`` from ``.env.example``, each placeholder secret replaced by a fresh random one;
+- directories left empty by the file choice are removed;
+- the next steps are printed.
+
+No network, no installs, no git. Safe to run twice: an existing ``.env`` is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# The value .env.example gives every secret; the generated settings refuse it outside
+# development, so a secret can only be used once it has been replaced.
+SECRET_PLACEHOLDER = "change-me"
+
+ENV_EXAMPLE = ".env.example"
+ENV_FILE = ".env"
+
+
+def fill_secrets(example: str) -> str:
+    """The example environment with each placeholder secret given a fresh value."""
+    lines = []
+    for line in example.splitlines(keepends=True):
+        name, sep, value = line.partition("=")
+        if sep and not name.lstrip().startswith("#") and value.strip() == SECRET_PLACEHOLDER:
+            line = f"{name}={secrets.token_urlsafe(32)}\n"
+        lines.append(line)
+    return "".join(lines)
+
+
+def write_env_file(project: Path) -> bool:
+    """Write .env once; a second run keeps the secrets already in use."""
+    env_file = project / ENV_FILE
+    if env_file.exists():
+        return False
+    env_file.write_text(fill_secrets((project / ENV_EXAMPLE).read_text()))
+    env_file.chmod(0o600)
+    return True
+
+
+def prune_empty_directories(project: Path) -> None:
+    for root, _dirs, _files in os.walk(project, topdown=False):
+        directory = Path(root)
+        if directory != project and not any(directory.iterdir()):
+            directory.rmdir()
+
+
+def next_steps(answers: Mapping[str, Any]) -> str:
+    slug = answers["project_slug"]
+    steps = [f"cd {slug}"]
+    if answers["database"] in ("postgresql", "mysql"):
+        steps.append("# point DATABASE_URL in .env at your database server (see README.md)")
+    steps += [f"uv run {slug} dev      # migrate, then serve on http://127.0.0.1:8000", "uv run pytest"]
+    body = "\n".join(f"    {step}" for step in steps)
+    return f"\nGenerated {slug}. Next steps:\n\n{body}\n"
+
+
+def main(answers: Mapping[str, Any]) -> int:
+    project = Path.cwd()
+    write_env_file(project)
+    prune_empty_directories(project)
+    print(next_steps(answers))
+    return 0
+
+
+if __name__ == "__main__":
+    ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
+    sys.exit(main(ANSWERS))

@@ -1,0 +1,200 @@
+"""Validate every answer before anything is generated.
+
+This is the template's one rule set. Cookiecutter renders this file with the answers,
+however it was called (prompts, --no-input, --config-file, extra context, pytest-cookies,
+cruft), so every path is checked the same way. All violations are reported at once, each
+naming the option, the value and what would be valid; then the hook exits 1 and
+cookiecutter removes the half-made project directory. The hook raises nothing itself:
+cookiecutter logs its own traceback after a failed hook, so the message comes first and
+stands alone.
+
+The template's tests import this module to enumerate the valid combinations, so the
+rendered answers are only read under ``__main__``.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+Answers = Mapping[str, Any]
+
+
+class Violation(NamedTuple):
+    option: str
+    value: Any
+    expected: str
+
+    def __str__(self) -> str:
+        return f"{self.option} = {self.value!r}: {self.expected}"
+
+
+# A Kubernetes object name and an image name: RFC 1123 label.
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_LABEL_MAX = 63
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+# PEP 440 public versions: release, optional pre-, post- and dev-release.
+VERSION = re.compile(r"\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?")
+
+# Import names a generated project depends on, in any combination, plus the names its own
+# layout uses. A package named like one of them would shadow it.
+DEPENDENCY_MODULES = frozenset(
+    {
+        "alembic",
+        "anyio",
+        "fastapi",
+        "h11",
+        "httpx",
+        "mako",
+        "psycopg",
+        "psycopg_binary",
+        "pydantic",
+        "pydantic_core",
+        "pydantic_settings",
+        "pymysql",
+        "pytest",
+        "ruff",
+        "sqlalchemy",
+        "starlette",
+        "uvicorn",
+        "uvloop",
+        "watchfiles",
+        "tests",
+        "migrations",
+    }
+)
+
+
+# Free-text answers; the rules below also read them as text, so a number given in a
+# config file is judged by its digits rather than crashing the hook.
+TEXT_OPTIONS = (
+    "project_name",
+    "project_slug",
+    "package_name",
+    "description",
+    "author_name",
+    "author_email",
+    "version",
+)
+
+
+def check_text(answers: Answers) -> Iterator[Violation]:
+    for option in TEXT_OPTIONS:
+        value = answers[option]
+        if not isinstance(value, str | int | float) or any(c in str(value) for c in "\r\n"):
+            yield Violation(option, value, "must be a single line of text")
+    if not str(answers["project_name"]).strip():
+        yield Violation("project_name", answers["project_name"], "must not be empty")
+
+
+def check_slug(answers: Answers) -> Iterator[Violation]:
+    slug = str(answers["project_slug"])
+    if not DNS_LABEL.fullmatch(slug) or len(slug) > DNS_LABEL_MAX:
+        yield Violation(
+            "project_slug",
+            slug,
+            "must be a DNS-1123 label (it names the image and Kubernetes objects): "
+            "lowercase letters, digits and '-', starting and ending with a letter or "
+            f"digit, at most {DNS_LABEL_MAX} characters, such as 'my-service'",
+        )
+
+
+def check_package(answers: Answers) -> Iterator[Violation]:
+    package = str(answers["package_name"])
+    if not package.isidentifier() or not package.isascii() or keyword.iskeyword(package):
+        yield Violation(
+            "package_name",
+            package,
+            "must be a Python identifier that is not a keyword: ASCII letters, digits "
+            "and '_', not starting with a digit, such as 'my_service'",
+        )
+    elif package in sys.stdlib_module_names:
+        yield Violation(
+            "package_name",
+            package,
+            "must not shadow a standard library module; choose another name, "
+            f"such as '{package}_service'",
+        )
+    elif package in DEPENDENCY_MODULES:
+        yield Violation(
+            "package_name",
+            package,
+            "must not shadow a module the generated project uses; choose another name, "
+            f"such as '{package}_service'",
+        )
+
+
+def check_email(answers: Answers) -> Iterator[Violation]:
+    email = str(answers["author_email"])
+    if not EMAIL.fullmatch(email):
+        yield Violation(
+            "author_email", email, "must look like an email address, such as 'you@example.com'"
+        )
+
+
+def check_version(answers: Answers) -> Iterator[Violation]:
+    version = str(answers["version"])
+    if not VERSION.fullmatch(version):
+        yield Violation(
+            "version", version, "must be a PEP 440 version, such as '0.1.0' or '1.0.0rc1'"
+        )
+
+
+RULES: tuple[Callable[[Answers], Iterable[Violation]], ...] = (
+    check_text,
+    check_slug,
+    check_package,
+    check_email,
+    check_version,
+)
+
+
+def check_choices(answers: Answers, choices: Mapping[str, list[str]]) -> Iterator[Violation]:
+    """Every choice answer is one of its listed values (cookiecutter.json is the one list)."""
+    for option, allowed in choices.items():
+        if answers.get(option) not in allowed:
+            yield Violation(option, answers.get(option), f"must be one of {', '.join(allowed)}")
+
+
+def choices_of(template_context: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The choice options of cookiecutter.json: the ones whose default is a list."""
+    return {
+        option: value
+        for option, value in template_context.items()
+        if isinstance(value, list) and not option.startswith("_")
+    }
+
+
+def violations(answers: Answers, choices: Mapping[str, list[str]]) -> list[Violation]:
+    found = list(check_choices(answers, choices))
+    for rule in RULES:
+        found.extend(rule(answers))
+    return found
+
+
+def report(found: list[Violation]) -> str:
+    count = f"{len(found)} answer{'s are' if len(found) > 1 else ' is'} invalid"
+    lines = [f"Cannot generate the project: {count}."]
+    lines += [f"  - {violation}" for violation in found]
+    lines.append("Nothing was generated. Run again with valid answers.")
+    return "\n".join(lines)
+
+
+def main(answers: Answers, template_context: Mapping[str, Any]) -> int:
+    found = violations(answers, choices_of(template_context))
+    if found:
+        print(report(found), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    # Rendered by cookiecutter; `_cookiecutter` holds cookiecutter.json as read, with the
+    # choice lists. Raw strings: JSON escapes must reach json.loads untouched.
+    ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
+    TEMPLATE_CONTEXT = json.loads(r"""{{ _cookiecutter | default({}) | tojson }}""")
+    sys.exit(main(ANSWERS, TEMPLATE_CONTEXT))

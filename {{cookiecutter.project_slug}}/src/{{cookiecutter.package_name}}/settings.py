@@ -1,0 +1,98 @@
+"""The service's configuration: every setting comes from the environment.
+
+Variables are read from the process environment, then from a `.env` file in the working
+directory for local development; the environment wins. `.env.example` lists them all.
+See https://docs.pydantic.dev/latest/concepts/pydantic_settings/
+"""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The value .env.example gives every secret. It is accepted only in development and test.
+SECRET_PLACEHOLDER = "change-me"  # noqa: S105 - not a secret: the value refused as one
+MIN_SECRET_LENGTH = 32
+# Never echoed back in an error message: they hold credentials.
+SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "DATABASE_URL"})
+{%- if cookiecutter.database == "postgresql" %}
+
+# psycopg 3 is the driver installed; the other spellings of a PostgreSQL URL map to it.
+DATABASE_DRIVER = "postgresql+psycopg"
+DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+{%- elif cookiecutter.database == "mysql" %}
+
+# PyMySQL is the driver installed; the other spellings of a MySQL/MariaDB URL map to it.
+DATABASE_DRIVER = "mysql+pymysql"
+DATABASE_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
+{%- elif cookiecutter.database == "sqlite" %}
+
+DATABASE_DRIVER = "sqlite"
+DATABASE_SCHEMES = ("sqlite",)
+{%- endif %}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # Declared first: the secret's check depends on it.
+    environment: Literal["development", "test", "staging", "production"] = "production"
+    secret_key: SecretStr | None = Field(default=None, validate_default=True)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default=1, ge=1)
+{%- if cookiecutter.database != "none" %}
+    database_url: str
+{%- endif %}
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("secret_key")
+    @classmethod
+    def real_secret_outside_development(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if info.data.get("environment", "production") in ("development", "test"):
+            return value
+        secret = value.get_secret_value() if value else ""
+        if not secret or secret == SECRET_PLACEHOLDER:
+            message = f"must be set to a real secret when ENVIRONMENT={info.data['environment']}"
+            raise ValueError(message)
+        if len(secret) < MIN_SECRET_LENGTH:
+            message = f"must be at least {MIN_SECRET_LENGTH} characters long"
+            raise ValueError(message)
+        return value
+{%- if cookiecutter.database != "none" %}
+
+    @field_validator("database_url")
+    @classmethod
+    def installed_driver(cls, value: str) -> str:
+        scheme, separator, rest = value.partition("://")
+        if not separator or scheme not in DATABASE_SCHEMES:
+            message = f"must be a URL starting with one of {', '.join(DATABASE_SCHEMES)}://"
+            raise ValueError(message)
+        return f"{DATABASE_DRIVER}://{rest}"
+{%- endif %}
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming each invalid variable, for a service that refuses to start."""
+    problems = []
+    for detail in error.errors():
+        variable = str(detail["loc"][0]).upper() if detail["loc"] else "configuration"
+        reason = detail["msg"].removeprefix("Value error, ")
+        echo_input = detail["type"] != "missing" and variable not in SENSITIVE_VARIABLES
+        if echo_input and "input" in detail:
+            reason += f" (got {detail['input']!r})"
+        problems.append(f"{variable}: {reason}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
