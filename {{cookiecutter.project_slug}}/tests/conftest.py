@@ -33,7 +33,10 @@ from sqlalchemy.exc import OperationalError
 
 from {{ cookiecutter.package_name }}.app import create_app
 {%- if cookiecutter.database != "none" %}
-from {{ cookiecutter.package_name }}.database import alembic_config, make_engine
+from {{ cookiecutter.package_name }}.database import (
+    alembic_config,
+    make_engine,
+)
 from {{ cookiecutter.package_name }}.items.models import Item
 {%- endif %}
 from {{ cookiecutter.package_name }}.settings import Settings

@@ -5,13 +5,13 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.logs import JsonFormatter
+from {{ cookiecutter.package_name }} import logs
 
 
 def test_one_record_per_request_with_method_path_status_and_duration(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="{{ cookiecutter.package_name }}.logs"):
+    with caplog.at_level(logging.INFO, logger=logs.logger.name):
         client.get("/health/live")
         client.get("/no-such-path")
     requests = [record for record in caplog.records if record.getMessage() == "request"]
@@ -26,7 +26,7 @@ def test_records_are_json_lines_with_their_extra_fields() -> None:
     record = logging.makeLogRecord(
         {"name": "app", "levelname": "INFO", "msg": "request", "method": "GET", "status": 200}
     )
-    line = JsonFormatter().format(record)
+    line = logs.JsonFormatter().format(record)
     assert "\n" not in line
     entry = json.loads(line)
     assert entry["message"] == "request"
@@ -42,5 +42,5 @@ def test_exceptions_are_kept_inside_the_line() -> None:
         record = logging.LogRecord(
             "app", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
         )
-    entry = json.loads(JsonFormatter().format(record))
+    entry = json.loads(logs.JsonFormatter().format(record))
     assert "ValueError: boom" in entry["exception"]

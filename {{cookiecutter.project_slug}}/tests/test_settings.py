@@ -7,9 +7,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.settings import SECRET_PLACEHOLDER, Settings, describe
+from {{ cookiecutter.package_name }}.settings import (
+    SECRET_PLACEHOLDER,
+    Settings,
+    describe,
+)
 
 PROJECT = Path(__file__).parent.parent
+PACKAGE = "{{ cookiecutter.package_name }}"
 {%- if cookiecutter.database == "sqlite" %}
 VALID = {"DATABASE_URL": "sqlite:///app.db"}
 {%- elif cookiecutter.database == "postgresql" %}
@@ -133,7 +138,7 @@ def test_service_refuses_to_start_with_one_line_naming_the_variable(tmp_path: Pa
     environment = {**os.environ, **VALID, "ENVIRONMENT": "production", "PORT": "eighty"}
     environment.pop("SECRET_KEY", None)
     result = subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve"],
+        [sys.executable, "-m", PACKAGE, "serve"],
         cwd=tmp_path,  # no .env here
         env=environment,
         capture_output=True,

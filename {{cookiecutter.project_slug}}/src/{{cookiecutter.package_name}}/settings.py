@@ -14,8 +14,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The value .env.example gives every secret. It is accepted only in development and test.
 SECRET_PLACEHOLDER = "change-me"  # noqa: S105 - not a secret: the value refused as one
 MIN_SECRET_LENGTH = 32
+{%- if cookiecutter.database != "none" %}
 # Never echoed back in an error message: they hold credentials.
 SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "DATABASE_URL"})
+{%- else %}
+# Never echoed back in an error message: it holds a credential.
+SENSITIVE_VARIABLES = frozenset({"SECRET_KEY"})
+{%- endif %}
 {%- if cookiecutter.database == "postgresql" %}
 
 # psycopg 3 is the driver installed; the other spellings of a PostgreSQL URL map to it.

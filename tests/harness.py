@@ -1,0 +1,97 @@
+"""What every tier of the template's tests shares: the template, its rule set, the matrix of
+valid combinations, and baking. Fixtures are in conftest.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from cookiecutter.generate import generate_context
+from cookiecutter.main import cookiecutter
+from cookiecutter.prompt import prompt_for_config
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+COOKIECUTTER_JSON: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def load_hook(name: str) -> ModuleType:
+    """A hook as a module; its rendered answers are only read when it runs as a script."""
+    spec = importlib.util.spec_from_file_location(name, TEMPLATE / "hooks" / f"{name}.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PRE_GEN = load_hook("pre_gen_project")
+POST_GEN = load_hook("post_gen_project")
+CHOICES: dict[str, list[str]] = PRE_GEN.choices_of(COOKIECUTTER_JSON)
+
+# The choices that change what is generated; every valid combination of them is baked.
+MATRIX = ("framework", "database")
+
+
+def answers_for(**extra: Any) -> dict[str, Any]:
+    """The answers cookiecutter gives with --no-input and this extra context."""
+    context = generate_context(
+        context_file=str(TEMPLATE / "cookiecutter.json"), extra_context=extra
+    )
+    return dict(prompt_for_config(context, no_input=True))
+
+
+def all_combinations() -> list[dict[str, str]]:
+    return [
+        dict(zip(MATRIX, values, strict=True))
+        for values in itertools.product(*(CHOICES[option] for option in MATRIX))
+    ]
+
+
+def is_valid(combination: dict[str, str]) -> bool:
+    return not PRE_GEN.violations(answers_for(**combination), CHOICES)
+
+
+VALID_COMBINATIONS = [c for c in all_combinations() if is_valid(c)]
+INVALID_COMBINATIONS = [c for c in all_combinations() if not is_valid(c)]
+
+
+def combination_id(combination: dict[str, str]) -> str:
+    return "-".join(combination[option] for option in MATRIX)
+
+
+def bake(output_dir: Path, *, accept_hooks: bool = True, **extra: Any) -> Path:
+    """Generate a project with --no-input into output_dir and return its directory."""
+    project = cookiecutter(
+        str(TEMPLATE),
+        no_input=True,
+        extra_context=extra,
+        output_dir=str(output_dir),
+        accept_hooks=accept_hooks,
+        # Keep the user's replay directory out of it.
+        config_file=str(_isolated_config(output_dir)),
+    )
+    return Path(project)
+
+
+def _isolated_config(output_dir: Path) -> Path:
+    config = output_dir.parent / f".{output_dir.name}-cookiecutterrc.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {output_dir.parent / '.cookiecutters'}\n"
+        f"replay_dir: {output_dir.parent / '.replay'}\n"
+    )
+    return config
+
+
+def files_of(project: Path) -> dict[str, bytes]:
+    """Every file below project by its relative path, with its contents."""
+    return {
+        str(path.relative_to(project)): path.read_bytes()
+        for path in sorted(project.rglob("*"))
+        if path.is_file()
+    }

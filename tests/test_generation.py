@@ -1,0 +1,169 @@
+"""Generation: every valid combination bakes, completely, the same with or without hooks."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from harness import CHOICES, POST_GEN, bake, files_of
+
+# Jinja left in the output: an unrendered variable, tag or comment. `${{` is GitHub
+# Actions' own syntax and allowed.
+UNRENDERED = re.compile(r"cookiecutter\.|(?<!\$)\{\{|\{%|\{#")
+# Files the post-generation hook writes and git ignores; nothing else may differ.
+HOOK_WRITTEN = {".env"}
+
+
+def test_every_combination_bakes_without_unrendered_template_code(baked, combination) -> None:
+    project = baked(combination)
+    leftovers = [
+        f"{name}: {match.group()!r}"
+        for name, content in files_of(project).items()
+        for match in [UNRENDERED.search(content.decode(errors="replace"))]
+        if match
+    ]
+    leftovers += [str(p) for p in project.rglob("*") if UNRENDERED.search(p.name)]
+    assert not leftovers
+
+
+def test_no_empty_directories_are_left(baked, combination) -> None:
+    project = baked(combination)
+    assert not [str(d) for d in project.rglob("*") if d.is_dir() and not any(d.iterdir())]
+
+
+def test_without_hooks_the_same_files_are_generated(baked, combination, tmp_path: Path) -> None:
+    # Backstage's fetch:cookiecutter and --accept-hooks no run no hooks: the choice of files
+    # must come from rendering alone, and the files must not depend on the run.
+    with_hooks = files_of(baked(combination))
+    without_hooks = files_of(bake(tmp_path, accept_hooks=False, **combination))
+    for name in HOOK_WRITTEN:
+        assert name in with_hooks
+        del with_hooks[name]
+    assert with_hooks.keys() == without_hooks.keys()
+    assert [n for n in with_hooks if with_hooks[n] != without_hooks[n]] == []
+
+
+def dependencies_of(project: Path) -> set[str]:
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    return {re.split(r"[\[<>=!~ ]", d, maxsplit=1)[0] for d in pyproject["project"]["dependencies"]}
+
+
+DATABASE_DEPENDENCIES = {
+    "sqlite": {"sqlalchemy", "alembic"},
+    "postgresql": {"sqlalchemy", "alembic", "psycopg"},
+    "mysql": {"sqlalchemy", "alembic", "pymysql"},
+    "none": set(),
+}
+
+
+def test_only_the_dependencies_the_choices_need(baked, combination) -> None:
+    project = baked(combination)
+    all_database_dependencies = set().union(*DATABASE_DEPENDENCIES.values())
+    chosen = dependencies_of(project) & all_database_dependencies
+    assert chosen == DATABASE_DEPENDENCIES[combination["database"]]
+
+
+def test_without_a_database_no_database_code_is_generated(baked) -> None:
+    project = baked({"framework": "fastapi", "database": "none"})
+    mentions = [
+        name
+        for name, content in files_of(project).items()
+        if re.search(rb"sqlalchemy|alembic|DATABASE_URL|migrat", content, re.IGNORECASE)
+    ]
+    assert mentions == []
+
+
+LICENSE_OPENINGS = {
+    "MIT": "MIT License\n\nCopyright (c) Your Name\n",
+    "BSD-3-Clause": "BSD 3-Clause License\n\nCopyright (c) Your Name\n",
+    "Apache-2.0": "\n                                 Apache License\n",
+}
+
+
+@pytest.mark.parametrize("license_name", CHOICES["license"])
+def test_license(baked, license_name: str) -> None:
+    project = baked({"framework": "fastapi", "database": "sqlite"}, license=license_name)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    if license_name == "Proprietary":
+        assert not (project / "LICENSE").exists()
+        assert pyproject["license"] == "LicenseRef-Proprietary"
+    else:
+        assert pyproject["license"] == license_name
+        assert pyproject["license-files"] == ["LICENSE"]
+        assert (project / "LICENSE").read_text().startswith(LICENSE_OPENINGS[license_name])
+
+
+def test_free_text_answers_are_escaped_where_they_land(baked) -> None:
+    text = 'Say "hi" \\ & <tags> it\'s'
+    project = baked(
+        {"framework": "fastapi", "database": "sqlite"},
+        project_name="Quoted Service",
+        description=text,
+        author_name=text,
+    )
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    assert pyproject["description"] == text
+    assert pyproject["authors"] == [{"name": text, "email": "you@example.com"}]
+    app = (project / "src" / "quoted_service" / "app.py").read_text()
+    assert 'TITLE = "Quoted Service"' in app
+
+
+def test_env_file_has_fresh_secrets_and_is_private(baked, tmp_path: Path) -> None:
+    first = baked({"framework": "fastapi", "database": "sqlite"})
+    second = bake(tmp_path, framework="fastapi", database="sqlite")
+    secrets = []
+    for project in (first, second):
+        env = (project / ".env").read_text()
+        example = (project / ".env.example").read_text()
+        assert POST_GEN.SECRET_PLACEHOLDER in example
+        assert POST_GEN.SECRET_PLACEHOLDER not in env
+        assert stat.S_IMODE((project / ".env").stat().st_mode) == 0o600
+        # Everything but the secrets is as in the example.
+        assert [line.split("=")[0] for line in env.splitlines()] == [
+            line.split("=")[0] for line in example.splitlines()
+        ]
+        secrets.append(re.search(r"^SECRET_KEY=(.+)$", env, re.MULTILINE).group(1))
+    assert secrets[0] != secrets[1]
+    assert all(len(secret) >= 32 for secret in secrets)
+
+
+def test_only_the_hook_written_files_are_ignored_by_git(baked, tmp_path: Path) -> None:
+    project = baked({"framework": "fastapi", "database": "sqlite"})
+    repository = tmp_path / "repository"
+    shutil.copytree(project, repository)
+    subprocess.run(["git", "init", "-q"], cwd=repository, check=True)
+    result = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard"],
+        cwd=repository,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert set(result.stdout.split()) == HOOK_WRITTEN
+
+
+def test_post_gen_hook_run_twice_keeps_the_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = bake(tmp_path, framework="fastapi", database="sqlite")
+    before = (project / ".env").read_text()
+    (project / "emptied").mkdir()
+    monkeypatch.chdir(project)
+    assert POST_GEN.main({"project_slug": project.name, "database": "sqlite"}) == 0
+    assert (project / ".env").read_text() == before
+    assert not (project / "emptied").exists()
+
+
+def test_generation_is_reproducible(baked, tmp_path: Path) -> None:
+    combination = {"framework": "fastapi", "database": "postgresql"}
+    first = files_of(baked(combination))
+    second = files_of(bake(tmp_path, **combination))
+    for name in HOOK_WRITTEN:
+        first.pop(name), second.pop(name)
+    assert first == second

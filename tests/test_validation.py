@@ -1,0 +1,161 @@
+"""Validation: every invalid answer is refused before anything is written, with a message
+that names the option, the value and what is valid, however cookiecutter is called."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+
+from harness import CHOICES, PRE_GEN, TEMPLATE, answers_for, bake
+
+# (extra context, the option the message must name). Each value is wrong in its own way.
+INVALID_ANSWERS = [
+    ({"project_slug": "My Service"}, "project_slug"),
+    ({"project_slug": "-leading-dash"}, "project_slug"),
+    ({"project_slug": "trailing-dash-"}, "project_slug"),
+    ({"project_slug": "under_score"}, "project_slug"),
+    ({"project_slug": "a" * 64}, "project_slug"),
+    ({"project_slug": "../escape"}, "project_slug"),
+    ({"package_name": "1st_service"}, "package_name"),
+    ({"package_name": "class"}, "package_name"),
+    ({"package_name": "has-dash"}, "package_name"),
+    ({"package_name": "naïve"}, "package_name"),
+    ({"package_name": "json"}, "package_name"),
+    ({"package_name": "asyncio"}, "package_name"),
+    ({"package_name": "fastapi"}, "package_name"),
+    ({"package_name": "sqlalchemy"}, "package_name"),
+    ({"package_name": "tests"}, "package_name"),
+    ({"project_name": "Two\nLines"}, "project_name"),
+    ({"description": "first line\nsecond line"}, "description"),
+    ({"author_email": "not-an-email"}, "author_email"),
+    ({"author_email": "a@b"}, "author_email"),
+    ({"author_email": "two words@example.com"}, "author_email"),
+    ({"version": "v1"}, "version"),
+    ({"version": "1.0-beta"}, "version"),
+    ({"version": ""}, "version"),
+]
+
+
+def ids_of(cases: list[tuple[dict, str]]) -> list[str]:
+    return [f"{option}={next(iter(extra.values()))!r}"[:40] for extra, option in cases]
+
+
+@pytest.mark.parametrize(("extra", "option"), INVALID_ANSWERS, ids=ids_of(INVALID_ANSWERS))
+def test_rule_set_names_option_value_and_what_is_valid(extra: dict, option: str) -> None:
+    found = PRE_GEN.violations(answers_for(**extra), CHOICES)
+    # A bad slug also makes a bad package name, which is derived from it.
+    assert option in [v.option for v in found]
+    message = PRE_GEN.report(found)
+    assert f"  - {option} = {extra[option]!r}: must " in message
+
+
+def test_defaults_are_valid() -> None:
+    assert PRE_GEN.violations(answers_for(), CHOICES) == []
+
+
+def test_a_choice_outside_its_list_is_refused() -> None:
+    # Cookiecutter checks choices given on the command line itself; the hook checks them
+    # again for callers that render answers without it (replay, cruft, an edited answers file).
+    answers = {**answers_for(), "database": "oracle"}
+    found = PRE_GEN.violations(answers, CHOICES)
+    assert [str(v) for v in found] == [
+        "database = 'oracle': must be one of sqlite, postgresql, mysql, none"
+    ]
+
+
+def test_a_number_from_a_config_file_is_judged_not_crashed_on() -> None:
+    found = PRE_GEN.violations({**answers_for(), "version": 1.5, "author_email": 7}, CHOICES)
+    assert [v.option for v in found] == ["author_email"]
+
+
+def test_every_violation_is_reported_at_once(cookies) -> None:
+    result = cookies.bake(
+        template=str(TEMPLATE),
+        extra_context={"project_slug": "Bad Slug", "author_email": "nope", "version": "x"},
+    )
+    assert isinstance(result.exception, FailedHookException)
+    found = PRE_GEN.violations(
+        answers_for(project_slug="Bad Slug", author_email="nope", version="x"), CHOICES
+    )
+    assert sorted(v.option for v in found) == [
+        "author_email",
+        "package_name",
+        "project_slug",
+        "version",
+    ]
+    assert "4 answers are invalid" in PRE_GEN.report(found)
+
+
+@pytest.mark.parametrize(("extra", "option"), INVALID_ANSWERS, ids=ids_of(INVALID_ANSWERS))
+def test_refused_bake_leaves_nothing_on_disk(tmp_path: Path, extra: dict, option: str) -> None:
+    output = tmp_path / "out"
+    output.mkdir()
+    with pytest.raises(FailedHookException):
+        bake(output, **extra)
+    assert list(output.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["out"]
+
+
+def run_cookiecutter(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"COOKIECUTTER_CONFIG": str(cwd / "none.yaml"), "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "none.yaml").write_text(
+        f"cookiecutters_dir: {tmp_path / '.cc'}\nreplay_dir: {tmp_path / '.replay'}\n"
+    )
+    (tmp_path / "out").mkdir()
+    return tmp_path
+
+
+def test_command_line_message_comes_first_and_stands_alone(workdir: Path) -> None:
+    result = run_cookiecutter(
+        "-o", "out", "project_slug=bad-slug-", "package_name=ok", "author_email=nope", cwd=workdir
+    )
+    assert result.returncode == 1
+    message = result.stderr[: result.stderr.find("Traceback")]
+    assert message.startswith("Cannot generate the project: 2 answers are invalid.\n")
+    assert "  - project_slug = 'bad-slug-': must be a DNS-1123 label" in message
+    assert "  - author_email = 'nope': must look like an email address" in message
+    assert message.rstrip().endswith("Nothing was generated. Run again with valid answers.")
+    assert list((workdir / "out").iterdir()) == []
+
+
+def test_config_file_answers_are_validated_the_same_way(workdir: Path) -> None:
+    config = workdir / "team.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {workdir / '.cc'}\nreplay_dir: {workdir / '.replay'}\n"
+        "default_context:\n  project_name: Team Service\n  package_name: json\n"
+    )
+    result = run_cookiecutter("-o", "out", "--config-file", str(config), cwd=workdir)
+    assert result.returncode == 1
+    assert "package_name = 'json': must not shadow a standard library module" in result.stderr
+    assert list((workdir / "out").iterdir()) == []
+
+
+def test_unknown_choice_on_the_command_line_names_the_choices(workdir: Path) -> None:
+    # Refused by cookiecutter itself, before any hook runs; nothing is written.
+    result = run_cookiecutter("-o", "out", "database=oracle", cwd=workdir)
+    assert result.returncode != 0
+    assert "oracle provided for choice variable database" in result.stderr
+    assert "'sqlite', 'postgresql', 'mysql', 'none'" in result.stderr
+    assert list((workdir / "out").iterdir()) == []
+
+
+def test_empty_project_name_is_refused_cleanly(workdir: Path) -> None:
+    result = run_cookiecutter("-o", "out", "project_name=!!!", cwd=workdir)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert list((workdir / "out").iterdir()) == []
