@@ -19,6 +19,7 @@ import keyword
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 Answers = Mapping[str, Any]
@@ -169,6 +170,15 @@ def choices_of(template_context: Mapping[str, Any]) -> dict[str, list[str]]:
     }
 
 
+def template_choices(answers: Answers, template_context: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The choice lists of cookiecutter.json, read from the template where cookiecutter says
+    it is; else from the context it passed (on --replay that holds answers, not lists)."""
+    template_json = Path(str(answers.get("_repo_dir", ""))) / "cookiecutter.json"
+    if answers.get("_repo_dir") and template_json.is_file():
+        return choices_of(json.loads(template_json.read_text()))
+    return choices_of(template_context)
+
+
 def violations(answers: Answers, choices: Mapping[str, list[str]]) -> list[Violation]:
     found = list(check_choices(answers, choices))
     for rule in RULES:
@@ -185,7 +195,7 @@ def report(found: list[Violation]) -> str:
 
 
 def main(answers: Answers, template_context: Mapping[str, Any]) -> int:
-    found = violations(answers, choices_of(template_context))
+    found = violations(answers, template_choices(answers, template_context))
     if found:
         print(report(found), file=sys.stderr)
         return 1
@@ -194,7 +204,8 @@ def main(answers: Answers, template_context: Mapping[str, Any]) -> int:
 
 if __name__ == "__main__":
     # Rendered by cookiecutter; `_cookiecutter` holds cookiecutter.json as read, with the
-    # choice lists. Raw strings: JSON escapes must reach json.loads untouched.
+    # choice lists, when cookiecutter prompted. Raw strings: JSON escapes must reach
+    # json.loads untouched.
     ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
     TEMPLATE_CONTEXT = json.loads(r"""{{ _cookiecutter | default({}) | tojson }}""")
     sys.exit(main(ANSWERS, TEMPLATE_CONTEXT))

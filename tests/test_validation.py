@@ -3,6 +3,7 @@ that names the option, the value and what is valid, however cookiecutter is call
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -158,4 +159,26 @@ def test_empty_project_name_is_refused_cleanly(workdir: Path) -> None:
     result = run_cookiecutter("-o", "out", "project_name=!!!", cwd=workdir)
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
+    assert list((workdir / "out").iterdir()) == []
+
+
+def test_replayed_answers_are_validated_too(workdir: Path) -> None:
+    # --replay skips cookiecutter's own check of the choices: the hook must catch them.
+    assert run_cookiecutter("-o", "first", cwd=workdir).returncode == 0
+    replay = workdir / ".replay" / f"{TEMPLATE.name}.json"
+    context = json.loads(replay.read_text())
+    context["cookiecutter"]["database"] = "oracle"
+    edited = workdir / "edited.json"
+    edited.write_text(json.dumps(context))
+    (workdir / "out").mkdir(exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--replay-file", str(edited), str(TEMPLATE)],
+        cwd=workdir / "out",
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"COOKIECUTTER_CONFIG": str(workdir / "none.yaml"), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1
+    assert "database = 'oracle': must be one of sqlite, postgresql, mysql, none" in result.stderr
     assert list((workdir / "out").iterdir()) == []
