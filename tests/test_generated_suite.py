@@ -20,8 +20,7 @@ pytestmark = pytest.mark.real
 # Python wrapper exports this virtual environment to the project it runs.
 UV = [find_uv_bin()]
 
-# The servers of the development and CI machines (see ../shared/DESIGN.md). Each project
-# gets a database name of its own, so that parallel runs do not collide.
+# The servers of the development and CI machines (see ../shared/DESIGN.md).
 SERVER_URLS = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
     "mysql": "mysql://root@127.0.0.1:3306/{name}",
@@ -39,7 +38,8 @@ def environment_for(combination: dict[str, str]) -> dict[str, str]:
     # Never download an interpreter: use the one running these tests.
     environment.update({"UV_PYTHON_DOWNLOADS": "never", "UV_PYTHON": sys.executable})
     if combination["database"] in SERVER_URLS:
-        name = "tmpl_" + combination_id(combination).replace("-", "_")
+        # Unique per combination and per run: parallel runs on one server do not collide.
+        name = f"tmpl_{combination_id(combination).replace('-', '_')}_{os.getpid()}"
         environment["DATABASE_URL"] = SERVER_URLS[combination["database"]].format(name=name)
     return environment
 
