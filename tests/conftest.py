@@ -29,8 +29,17 @@ def baked(tmp_path_factory: pytest.TempPathFactory) -> Baker:
     return get
 
 
+def parametrizes_itself(metafunc: pytest.Metafunc, name: str) -> bool:
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if name in (names.split(",") if isinstance(names, str) else names):
+            return True
+    return False
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "combination" in metafunc.fixturenames:
+    """Every test that takes a `combination` runs for each valid one, unless it picks its own."""
+    if "combination" in metafunc.fixturenames and not parametrizes_itself(metafunc, "combination"):
         metafunc.parametrize(
             "combination", VALID_COMBINATIONS, ids=[combination_id(c) for c in VALID_COMBINATIONS]
         )

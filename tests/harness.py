@@ -7,6 +7,8 @@ import importlib.util
 import itertools
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 from cookiecutter.generate import generate_context
 from cookiecutter.main import cookiecutter
 from cookiecutter.prompt import prompt_for_config
+from uv import find_uv_bin
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 COOKIECUTTER_JSON: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
@@ -95,3 +98,49 @@ def files_of(project: Path) -> dict[str, bytes]:
         for path in sorted(project.rglob("*"))
         if path.is_file()
     }
+
+
+# Installing and running baked projects (the real tiers).
+
+# uv from the template's own requirements, whatever PATH holds. The binary itself: its
+# Python wrapper exports this virtual environment to the project it runs.
+UV = [find_uv_bin()]
+
+# The servers of the development and CI machines (see ../shared/DESIGN.md).
+SERVER_URLS = {
+    "postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
+    "mysql": "mysql://root@127.0.0.1:3306/{name}",
+}
+
+
+def environment_for(combination: dict[str, str], purpose: str = "tests") -> dict[str, str]:
+    """The environment to install and run a baked project in, with a database of its own."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        # The project's own configuration comes from its .env; the template's session
+        # must not leak into it.
+        if not key.startswith(("VIRTUAL_ENV", "PYTEST_", "COOKIECUTTER"))
+    }
+    # Never download an interpreter: use the one running these tests.
+    environment.update({"UV_PYTHON_DOWNLOADS": "never", "UV_PYTHON": sys.executable})
+    if combination["database"] in SERVER_URLS:
+        # Unique per combination and per run: parallel runs on one server do not collide.
+        name = f"tmpl_{purpose}_{combination_id(combination).replace('-', '_')}_{os.getpid()}"
+        environment["DATABASE_URL"] = SERVER_URLS[combination["database"]].format(name=name)
+    return environment
+
+
+def run(command: list[str], project: Path, environment: dict[str, str]) -> str:
+    result = subprocess.run(
+        command,
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{output}"
+    return output
