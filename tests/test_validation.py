@@ -101,15 +101,20 @@ def test_refused_bake_leaves_nothing_on_disk(tmp_path: Path, extra: dict, option
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["out"]
 
 
-def run_cookiecutter(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def cookiecutter_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The cookiecutter command, isolated from the user's configuration and replays."""
     return subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), *args],
+        [sys.executable, "-m", "cookiecutter", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         check=False,
         env={"COOKIECUTTER_CONFIG": str(cwd / "none.yaml"), "PATH": "/usr/bin:/bin"},
     )
+
+
+def run_cookiecutter(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return cookiecutter_cli("--no-input", str(TEMPLATE), *args, cwd=cwd)
 
 
 @pytest.fixture
@@ -170,15 +175,7 @@ def test_replayed_answers_are_validated_too(workdir: Path) -> None:
     context["cookiecutter"]["database"] = "oracle"
     edited = workdir / "edited.json"
     edited.write_text(json.dumps(context))
-    (workdir / "out").mkdir(exist_ok=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--replay-file", str(edited), str(TEMPLATE)],
-        cwd=workdir / "out",
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"COOKIECUTTER_CONFIG": str(workdir / "none.yaml"), "PATH": "/usr/bin:/bin"},
-    )
+    result = cookiecutter_cli("--replay-file", str(edited), str(TEMPLATE), "-o", "out", cwd=workdir)
     assert result.returncode == 1
     assert "database = 'oracle': must be one of sqlite, postgresql, mysql, none" in result.stderr
     assert list((workdir / "out").iterdir()) == []
