@@ -62,15 +62,61 @@ DATABASE_DEPENDENCIES = {
 }
 
 
+FRAMEWORK_DEPENDENCIES = {
+    "fastapi": {"fastapi", "uvicorn"},
+    "flask": {"flask", "gunicorn"},
+}
+# Development dependencies a framework's tests need.
+FRAMEWORK_DEV_DEPENDENCIES = {
+    "fastapi": {"httpx2"},
+    "flask": set(),
+}
+# What the code of a project of another framework must never import or mention.
+FRAMEWORK_MODULES = {
+    "fastapi": rb"\b(fastapi|uvicorn|starlette|httpx2?)\b",
+    "flask": rb"\b(flask|gunicorn|werkzeug)\b",
+}
+
+
+def dev_dependencies_of(project: Path) -> set[str]:
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    return {
+        re.split(r"[\[<>=!~ ]", d, maxsplit=1)[0] for d in pyproject["dependency-groups"]["dev"]
+    }
+
+
 def test_only_the_dependencies_the_choices_need(baked, combination) -> None:
     project = baked(combination)
+    dependencies = dependencies_of(project)
     all_database_dependencies = set().union(*DATABASE_DEPENDENCIES.values())
-    chosen = dependencies_of(project) & all_database_dependencies
-    assert chosen == DATABASE_DEPENDENCIES[combination["database"]]
+    assert (
+        dependencies & all_database_dependencies == DATABASE_DEPENDENCIES[combination["database"]]
+    )
+    all_framework_dependencies = set().union(*FRAMEWORK_DEPENDENCIES.values())
+    framework = combination["framework"]
+    assert dependencies & all_framework_dependencies == FRAMEWORK_DEPENDENCIES[framework]
+    all_dev_dependencies = set().union(*FRAMEWORK_DEV_DEPENDENCIES.values())
+    chosen_dev = dev_dependencies_of(project) & all_dev_dependencies
+    assert chosen_dev == FRAMEWORK_DEV_DEPENDENCIES[framework]
 
 
-def test_without_a_database_no_database_code_is_generated(baked) -> None:
-    project = baked({"framework": "fastapi", "database": "none"})
+def test_no_code_of_another_framework_is_generated(baked, combination) -> None:
+    project = baked(combination)
+    others = [f for f in FRAMEWORK_MODULES if f != combination["framework"]]
+    mentions = [
+        f"{name}: {match.group().decode()}"
+        for name, content in files_of(project).items()
+        if name.endswith((".py", ".toml"))
+        for other in others
+        for match in [re.search(FRAMEWORK_MODULES[other], content, re.IGNORECASE)]
+        if match
+    ]
+    assert mentions == []
+
+
+@pytest.mark.parametrize("framework", CHOICES["framework"])
+def test_without_a_database_no_database_code_is_generated(baked, framework: str) -> None:
+    project = baked({"framework": framework, "database": "none"})
     mentions = [
         name
         for name, content in files_of(project).items()

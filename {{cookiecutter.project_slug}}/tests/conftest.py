@@ -17,13 +17,18 @@ REQUIRE_SERVICES=1 (as in CI), where they fail.
 {% if cookiecutter.database in ("postgresql", "mysql") %}
 import os
 {%- endif %}
+{%- if cookiecutter.framework == "fastapi" or cookiecutter.database != "none" %}
 from collections.abc import Iterator
-
+{% endif %}
 import pytest
 {%- if cookiecutter.database != "none" %}
 from alembic import command
 {%- endif %}
+{%- if cookiecutter.framework == "fastapi" %}
 from fastapi.testclient import TestClient
+{%- else %}
+from flask.testing import FlaskClient
+{%- endif %}
 {%- if cookiecutter.database == "sqlite" %}
 from sqlalchemy import Engine, delete
 {%- elif cookiecutter.database != "none" %}
@@ -35,6 +40,9 @@ from {{ cookiecutter.package_name }}.app import create_app
 {%- if cookiecutter.database != "none" %}
 from {{ cookiecutter.package_name }}.database import (
     alembic_config,
+{%- if cookiecutter.framework == "flask" %}
+    get_engine,
+{%- endif %}
     make_engine,
 )
 from {{ cookiecutter.package_name }}.items.models import Item
@@ -46,12 +54,20 @@ from {{ cookiecutter.package_name }}.settings import Settings
 @pytest.fixture
 def settings() -> Settings:
     return Settings(environment="test", _env_file=None)
+{%- if cookiecutter.framework == "fastapi" %}
 
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
         yield client
+{%- else %}
+
+
+@pytest.fixture
+def client(settings: Settings) -> FlaskClient:
+    return create_app(settings).test_client()
+{%- endif %}
 {%- else %}
 {%- if cookiecutter.database == "sqlite" %}
 
@@ -130,6 +146,7 @@ def engine(migrated_database: str) -> Iterator[Engine]:
 @pytest.fixture
 def settings(migrated_database: str) -> Settings:
     return Settings(environment="test", database_url=migrated_database)
+{%- if cookiecutter.framework == "fastapi" %}
 
 
 @pytest.fixture
@@ -138,4 +155,16 @@ def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
         yield client
     with engine.begin() as connection:
         connection.execute(delete(Item))
+{%- else %}
+
+
+@pytest.fixture
+def client(settings: Settings, engine: Engine) -> Iterator[FlaskClient]:
+    app = create_app(settings)
+    yield app.test_client()
+    # Close the app's pooled connections, as a stopping server does.
+    get_engine(app).dispose()
+    with engine.begin() as connection:
+        connection.execute(delete(Item))
+{%- endif %}
 {%- endif %}

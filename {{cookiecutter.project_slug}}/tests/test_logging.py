@@ -3,13 +3,17 @@ import logging
 import sys
 
 import pytest
+{%- if cookiecutter.framework == "fastapi" %}
 from fastapi.testclient import TestClient
+{%- else %}
+from flask.testing import FlaskClient
+{%- endif %}
 
 from {{ cookiecutter.package_name }} import logs
 
 
 def test_one_record_per_request_with_method_path_status_and_duration(
-    client: TestClient, caplog: pytest.LogCaptureFixture
+    client: {{ "TestClient" if cookiecutter.framework == "fastapi" else "FlaskClient" }}, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger=logs.logger.name):
         client.get("/health/live")

@@ -7,7 +7,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+{% if cookiecutter.framework == "fastapi" -%}
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+{%- else -%}
+from flask import Flask, Response, g, request
+{%- endif %}
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "color_message"}
@@ -33,7 +37,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    """Send every logger's records, uvicorn's included, to stdout as JSON."""
+    """Send every logger's records, {{ 'uvicorn' if cookiecutter.framework == 'fastapi' else 'gunicorn' }}'s included, to stdout as JSON."""
     handler = logging.StreamHandler(sys.stdout)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter())
@@ -41,11 +45,14 @@ def configure_logging(level: str) -> None:
     # Replace only our own handler, so a second call (and pytest's capture) keeps working.
     root.handlers = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level)
+{%- if cookiecutter.framework == "fastapi" %}
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     # RequestLogMiddleware logs each request with its duration instead.
     logging.getLogger("uvicorn.access").disabled = True
+{%- endif %}
+{%- if cookiecutter.framework == "fastapi" %}
 
 
 class RequestLogMiddleware:
@@ -82,3 +89,32 @@ class RequestLogMiddleware:
                     "duration_ms": round((time.perf_counter() - start) * 1000, 2),
                 },
             )
+{%- else %}
+
+
+def log_requests(app: Flask) -> None:
+    """Log one line per HTTP request: method, path, status and duration.
+
+    Error handlers turn every failure into a response, so the after-request hook sees them all.
+    """
+    app.before_request(_start_clock)
+    app.after_request(_log_request)
+
+
+def _start_clock() -> None:
+    g.request_start = time.perf_counter()
+
+
+def _log_request(response: Response) -> Response:
+    start = g.get("request_start", time.perf_counter())
+    logger.info(
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+        },
+    )
+    return response
+{%- endif %}
