@@ -49,9 +49,13 @@ def test_without_hooks_the_same_files_are_generated(baked, combination, tmp_path
     assert [n for n in with_hooks if with_hooks[n] != without_hooks[n]] == []
 
 
-def dependencies_of(project: Path) -> set[str]:
+def dependencies_of(project: Path, group: str | None = None) -> set[str]:
+    """The distribution names a project requires, or its dependency group requires."""
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
-    return {re.split(r"[\[<>=!~ ]", d, maxsplit=1)[0] for d in pyproject["project"]["dependencies"]}
+    requirements = (
+        pyproject["dependency-groups"][group] if group else pyproject["project"]["dependencies"]
+    )
+    return {re.split(r"[\[<>=!~ ]", r, maxsplit=1)[0] for r in requirements}
 
 
 DATABASE_DEPENDENCIES = {
@@ -78,13 +82,6 @@ FRAMEWORK_MODULES = {
 }
 
 
-def dev_dependencies_of(project: Path) -> set[str]:
-    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
-    return {
-        re.split(r"[\[<>=!~ ]", d, maxsplit=1)[0] for d in pyproject["dependency-groups"]["dev"]
-    }
-
-
 def test_only_the_dependencies_the_choices_need(baked, combination) -> None:
     project = baked(combination)
     dependencies = dependencies_of(project)
@@ -96,7 +93,7 @@ def test_only_the_dependencies_the_choices_need(baked, combination) -> None:
     framework = combination["framework"]
     assert dependencies & all_framework_dependencies == FRAMEWORK_DEPENDENCIES[framework]
     all_dev_dependencies = set().union(*FRAMEWORK_DEV_DEPENDENCIES.values())
-    chosen_dev = dev_dependencies_of(project) & all_dev_dependencies
+    chosen_dev = dependencies_of(project, "dev") & all_dev_dependencies
     assert chosen_dev == FRAMEWORK_DEV_DEPENDENCIES[framework]
 
 
