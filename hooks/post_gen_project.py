@@ -35,7 +35,9 @@ def fill_secrets(example: str) -> str:
     for line in example.splitlines(keepends=True):
         name, sep, value = line.partition("=")
         if sep and not name.lstrip().startswith("#") and value.strip() == SECRET_PLACEHOLDER:
-            line = f"{name}={secrets.token_urlsafe(32)}\n"
+            # 48 random bytes, 64 characters: long enough for every framework's own check
+            # (Django's deployment check wants 50).
+            line = f"{name}={secrets.token_urlsafe(48)}\n"
         lines.append(line)
     return "".join(lines)
 

@@ -45,10 +45,13 @@ VERSION = re.compile(r"\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?")
 # layout uses. A package named like one of them would shadow it.
 DEPENDENCY_MODULES = frozenset(
     {
+        "MySQLdb",
         "alembic",
         "anyio",
+        "asgiref",
         "blinker",
         "click",
+        "django",
         "fastapi",
         "flask",
         "gunicorn",
@@ -65,8 +68,10 @@ DEPENDENCY_MODULES = frozenset(
         "pydantic_settings",
         "pymysql",
         "pytest",
+        "pytest_django",
         "ruff",
         "sqlalchemy",
+        "sqlparse",
         "starlette",
         "uvicorn",
         "uvloop",
@@ -74,6 +79,8 @@ DEPENDENCY_MODULES = frozenset(
         "werkzeug",
         "tests",
         "migrations",
+        # manage.py, beside the package in a Django project
+        "manage",
     }
 )
 

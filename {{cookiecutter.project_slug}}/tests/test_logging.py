@@ -5,15 +5,17 @@ import sys
 import pytest
 {%- if cookiecutter.framework == "fastapi" %}
 from fastapi.testclient import TestClient
-{%- else %}
+{%- elif cookiecutter.framework == "flask" %}
 from flask.testing import FlaskClient
+{%- else %}
+from django.test import Client
 {%- endif %}
 
 from {{ cookiecutter.package_name }} import logs
 
 
 def test_one_record_per_request_with_method_path_status_and_duration(
-    client: {{ "TestClient" if cookiecutter.framework == "fastapi" else "FlaskClient" }}, caplog: pytest.LogCaptureFixture
+    client: {{ {"fastapi": "TestClient", "flask": "FlaskClient", "django": "Client"}[cookiecutter.framework] }}, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger=logs.logger.name):
         client.get("/health/live")

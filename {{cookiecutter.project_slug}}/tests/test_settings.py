@@ -64,7 +64,37 @@ def test_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.secret_key.get_secret_value() == REAL_SECRET
     assert (settings.log_level, settings.host) == ("DEBUG", "127.0.0.1")
     assert (settings.port, settings.web_concurrency) == (9000, 4)
-{%- if cookiecutter.database == "postgresql" %}
+{%- if cookiecutter.framework == "django" %}
+
+
+def test_allowed_hosts_are_any_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load(monkeypatch, ENVIRONMENT="development").allowed_hosts == ["*"]
+
+
+def test_allowed_hosts_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load(monkeypatch, ENVIRONMENT="development", ALLOWED_HOSTS=" a.example, .c.example,")
+    assert settings.allowed_hosts == ["a.example", ".c.example"]
+
+
+def test_allowed_hosts_must_not_be_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = error_of(monkeypatch, ENVIRONMENT="development", ALLOWED_HOSTS=" , ")
+    assert message.startswith("invalid configuration: ALLOWED_HOSTS: ")
+{%- endif %}
+{%- if cookiecutter.database == "postgresql" and cookiecutter.framework == "django" %}
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_database_url_has_one_scheme(monkeypatch: pytest.MonkeyPatch, scheme: str) -> None:
+    settings = load(monkeypatch, ENVIRONMENT="development", DATABASE_URL=f"{scheme}://u@h/db")
+    assert settings.database_url == "postgresql://u@h/db"
+{%- elif cookiecutter.database == "mysql" and cookiecutter.framework == "django" %}
+
+
+@pytest.mark.parametrize("scheme", ["mysql", "mariadb"])
+def test_database_url_has_one_scheme(monkeypatch: pytest.MonkeyPatch, scheme: str) -> None:
+    settings = load(monkeypatch, ENVIRONMENT="development", DATABASE_URL=f"{scheme}://u@h/db")
+    assert settings.database_url == "mysql://u@h/db"
+{%- elif cookiecutter.database == "postgresql" %}
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])

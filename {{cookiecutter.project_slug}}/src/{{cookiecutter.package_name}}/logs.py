@@ -4,13 +4,18 @@ import json
 import logging
 import sys
 import time
+{%- if cookiecutter.framework == "django" %}
+from collections.abc import Callable
+{%- endif %}
 from datetime import UTC, datetime
 from typing import Any
 
 {% if cookiecutter.framework == "fastapi" -%}
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-{%- else -%}
+{%- elif cookiecutter.framework == "flask" -%}
 from flask import Flask, Response, g, request
+{%- else -%}
+from django.http import HttpRequest, HttpResponseBase
 {%- endif %}
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
@@ -51,6 +56,10 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
     # RequestLogMiddleware logs each request with its duration instead.
     logging.getLogger("uvicorn.access").disabled = True
+{%- elif cookiecutter.framework == "django" %}
+    # RequestLogMiddleware logs each request; the development server's access log would
+    # repeat it.
+    logging.getLogger("django.server").disabled = True
 {%- endif %}
 {%- if cookiecutter.framework == "fastapi" %}
 
@@ -89,6 +98,31 @@ class RequestLogMiddleware:
                     "duration_ms": round((time.perf_counter() - start) * 1000, 2),
                 },
             )
+{%- elif cookiecutter.framework == "django" %}
+
+
+class RequestLogMiddleware:
+    """Log one line per HTTP request: method, path, status and duration.
+
+    First in MIDDLEWARE: Django turns every failure into a response before it gets here.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        start = time.perf_counter()
+        response = self.get_response(request)
+        logger.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+            },
+        )
+        return response
 {%- else %}
 
 

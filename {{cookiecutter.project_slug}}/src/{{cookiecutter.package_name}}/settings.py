@@ -6,10 +6,18 @@ See https://docs.pydantic.dev/latest/concepts/pydantic_settings/
 """
 
 from functools import lru_cache
+{%- if cookiecutter.framework == "django" %}
+from typing import Annotated, Literal
+{%- else %}
 from typing import Literal
+{%- endif %}
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+{%- if cookiecutter.framework == "django" %}
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+{%- else %}
 from pydantic_settings import BaseSettings, SettingsConfigDict
+{%- endif %}
 
 # The value .env.example gives every secret. It is accepted only in development and test.
 SECRET_PLACEHOLDER = "change-me"  # noqa: S105 - not a secret: the value refused as one
@@ -21,7 +29,17 @@ SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "DATABASE_URL"})
 # Never echoed back in an error message: it holds a credential.
 SENSITIVE_VARIABLES = frozenset({"SECRET_KEY"})
 {%- endif %}
-{%- if cookiecutter.database == "postgresql" %}
+{%- if cookiecutter.framework == "django" and cookiecutter.database == "postgresql" %}
+
+# Django's PostgreSQL backend (on psycopg 3) reads the URL; the other spelling maps to it.
+DATABASE_DRIVER = "postgresql"
+DATABASE_SCHEMES = ("postgresql", "postgres")
+{%- elif cookiecutter.framework == "django" and cookiecutter.database == "mysql" %}
+
+# Django's MySQL backend (on mysqlclient) reads the URL; the other spelling maps to it.
+DATABASE_DRIVER = "mysql"
+DATABASE_SCHEMES = ("mysql", "mariadb")
+{%- elif cookiecutter.database == "postgresql" %}
 
 # psycopg 3 is the driver installed; the other spellings of a PostgreSQL URL map to it.
 DATABASE_DRIVER = "postgresql+psycopg"
@@ -48,6 +66,11 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
     port: int = Field(default=8000, ge=1, le=65535)
     web_concurrency: int = Field(default=1, ge=1)
+{%- if cookiecutter.framework == "django" %}
+    # Comma-separated in the environment. Any host by default: the ingress in front routes by
+    # host name, and Kubernetes probes come with the pod's IP as Host (see .env.example).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default=["*"], min_length=1)
+{%- endif %}
 {%- if cookiecutter.database != "none" %}
     database_url: str
 {%- endif %}
@@ -56,6 +79,16 @@ class Settings(BaseSettings):
     @classmethod
     def upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+{%- if cookiecutter.framework == "django" %}
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
+{%- endif %}
 
     @field_validator("secret_key")
     @classmethod
