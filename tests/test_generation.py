@@ -64,33 +64,45 @@ DATABASE_DEPENDENCIES = {
     "mysql": {"sqlalchemy", "alembic", "pymysql"},
     "none": set(),
 }
+# Django brings its own ORM and migrations; mysqlclient is the MySQL driver it supports.
+DJANGO_DATABASE_DEPENDENCIES = {
+    "sqlite": set(),
+    "postgresql": {"psycopg"},
+    "mysql": {"mysqlclient"},
+    "none": set(),
+}
 
 
 FRAMEWORK_DEPENDENCIES = {
     "fastapi": {"fastapi", "uvicorn"},
     "flask": {"flask", "gunicorn"},
+    "django": {"django", "gunicorn"},
 }
 # Development dependencies a framework's tests need.
 FRAMEWORK_DEV_DEPENDENCIES = {
     "fastapi": {"httpx2"},
     "flask": set(),
+    "django": {"pytest-django"},
 }
-# What the code of a project of another framework must never import or mention.
+# What a framework's projects import or mention. A project mentions nothing that only other
+# frameworks use (gunicorn serves Flask and Django alike; Django has an ORM of its own).
 FRAMEWORK_MODULES = {
-    "fastapi": rb"\b(fastapi|uvicorn|starlette|httpx2?)\b",
-    "flask": rb"\b(flask|gunicorn|werkzeug)\b",
+    "fastapi": {"fastapi", "uvicorn", "starlette", "httpx", "httpx2", "sqlalchemy", "alembic"},
+    "flask": {"flask", "gunicorn", "werkzeug", "sqlalchemy", "alembic"},
+    "django": {"django", "gunicorn", "asgiref", "sqlparse"},
 }
 
 
 def test_only_the_dependencies_the_choices_need(baked, combination) -> None:
     project = baked(combination)
     dependencies = dependencies_of(project)
-    all_database_dependencies = set().union(*DATABASE_DEPENDENCIES.values())
-    assert (
-        dependencies & all_database_dependencies == DATABASE_DEPENDENCIES[combination["database"]]
-    )
-    all_framework_dependencies = set().union(*FRAMEWORK_DEPENDENCIES.values())
     framework = combination["framework"]
+    all_database_dependencies = set().union(
+        *DATABASE_DEPENDENCIES.values(), *DJANGO_DATABASE_DEPENDENCIES.values()
+    )
+    by_database = DJANGO_DATABASE_DEPENDENCIES if framework == "django" else DATABASE_DEPENDENCIES
+    assert dependencies & all_database_dependencies == by_database[combination["database"]]
+    all_framework_dependencies = set().union(*FRAMEWORK_DEPENDENCIES.values())
     assert dependencies & all_framework_dependencies == FRAMEWORK_DEPENDENCIES[framework]
     all_dev_dependencies = set().union(*FRAMEWORK_DEV_DEPENDENCIES.values())
     chosen_dev = dependencies_of(project, "dev") & all_dev_dependencies
@@ -99,13 +111,15 @@ def test_only_the_dependencies_the_choices_need(baked, combination) -> None:
 
 def test_no_code_of_another_framework_is_generated(baked, combination) -> None:
     project = baked(combination)
-    others = [f for f in FRAMEWORK_MODULES if f != combination["framework"]]
+    framework = combination["framework"]
+    others = [modules for other, modules in FRAMEWORK_MODULES.items() if other != framework]
+    foreign = set().union(*others) - FRAMEWORK_MODULES[framework]
+    pattern = re.compile(rf"\b({'|'.join(sorted(foreign))})\b".encode(), re.IGNORECASE)
     mentions = [
         f"{name}: {match.group().decode()}"
         for name, content in files_of(project).items()
         if name.endswith((".py", ".toml"))
-        for other in others
-        for match in [re.search(FRAMEWORK_MODULES[other], content, re.IGNORECASE)]
+        for match in [pattern.search(content)]
         if match
     ]
     assert mentions == []

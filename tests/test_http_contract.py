@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -32,24 +33,29 @@ WITH_DATABASE = [c for c in VALID_COMBINATIONS if c["database"] != "none"]
 STARTUP_TIMEOUT = 60
 REQUEST_TIMEOUT = 15
 
-# Creates or drops a database with the project's own driver, inside its environment.
-DATABASE_ADMIN = """
-import sys
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-action, url = sys.argv[1], make_url(sys.argv[2])
-drivers = {"postgresql": ("postgresql+psycopg", "postgres"), "mysql": ("mysql+pymysql", None)}
-driver, maintenance = drivers[url.get_backend_name()]
-server = create_engine(
-    url.set(drivername=driver, database=maintenance or "information_schema"),
-    isolation_level="AUTOCOMMIT",
-)
-with server.connect() as connection:
-    connection.execute(text(f"DROP DATABASE IF EXISTS {url.database}"))
+def database_admin(action: str, database_url: str) -> list[str]:
+    """The command that drops the database a URL names and, to create, makes it anew: the
+    server's own client, whatever driver and framework the project uses."""
+    url = urlsplit(database_url)
+    database = url.path.removeprefix("/")
+    statements = [f"DROP DATABASE IF EXISTS {database}"]
     if action == "create":
-        connection.execute(text(f"CREATE DATABASE {url.database}"))
-"""
+        statements.append(f"CREATE DATABASE {database}")
+    if url.scheme.startswith("postgres"):
+        # One -c per statement: psql runs them one by one, outside a transaction.
+        maintenance = url._replace(scheme="postgresql", path="/postgres").geturl()
+        return ["psql", "--quiet", "--no-psqlrc", maintenance, *(f"-c{s}" for s in statements)]
+    credentials = [f"--user={url.username}"]
+    if url.password:
+        credentials.append(f"--password={url.password}")
+    return [
+        "mariadb",
+        f"--host={url.hostname}",
+        f"--port={url.port}",
+        *credentials,
+        f"--execute={'; '.join(statements)}",
+    ]
 
 
 def cases(combinations: list[dict[str, str]]) -> list[Any]:
@@ -167,15 +173,8 @@ class Services:
     def _create_database(self, project: Path, environment: dict[str, str]) -> None:
         if environment["DATABASE_URL"].startswith("sqlite"):
             return
-        python = str(project / ".venv" / "bin" / "python")
-        run(
-            [python, "-c", DATABASE_ADMIN, "create", environment["DATABASE_URL"]],
-            project,
-            environment,
-        )
-        self.cleanups.append(
-            ([python, "-c", DATABASE_ADMIN, "drop", environment["DATABASE_URL"]], environment)
-        )
+        run(database_admin("create", environment["DATABASE_URL"]), project, environment)
+        self.cleanups.append((database_admin("drop", environment["DATABASE_URL"]), environment))
 
     @staticmethod
     def _wait_until_answering(
