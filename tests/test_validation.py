@@ -29,6 +29,8 @@ INVALID_ANSWERS = [
     ({"package_name": "asyncio"}, "package_name"),
     ({"package_name": "fastapi"}, "package_name"),
     ({"package_name": "sqlalchemy"}, "package_name"),
+    ({"package_name": "django"}, "package_name"),
+    ({"package_name": "manage"}, "package_name"),
     ({"package_name": "tests"}, "package_name"),
     ({"project_name": "Two\nLines"}, "project_name"),
     ({"description": "first line\nsecond line"}, "description"),
