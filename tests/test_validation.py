@@ -38,6 +38,12 @@ INVALID_ANSWERS = [
     ({"version": "v1"}, "version"),
     ({"version": "1.0-beta"}, "version"),
     ({"version": ""}, "version"),
+    ({"owner": ""}, "owner"),
+    ({"owner": "Platform Team"}, "owner"),
+    ({"owner": "group:Default/platform"}, "owner"),
+    ({"owner": "team-" + "a" * 60}, "owner"),
+    ({"system": "payments/"}, "system"),
+    ({"system": "-payments"}, "system"),
 ]
 
 
