@@ -77,12 +77,12 @@ def bake(output_dir: Path, *, accept_hooks: bool = True, **extra: Any) -> Path:
         output_dir=str(output_dir),
         accept_hooks=accept_hooks,
         # Keep the user's replay directory out of it.
-        config_file=str(_isolated_config(output_dir)),
+        config_file=str(isolated_config(output_dir)),
     )
     return Path(project)
 
 
-def _isolated_config(output_dir: Path) -> Path:
+def isolated_config(output_dir: Path) -> Path:
     config = output_dir.parent / f".{output_dir.name}-cookiecutterrc.yaml"
     config.write_text(
         f"cookiecutters_dir: {output_dir.parent / '.cookiecutters'}\n"
