@@ -102,6 +102,17 @@ def files_of(project: Path) -> dict[str, bytes]:
 
 # Installing and running baked projects (the real tiers).
 
+# What a generated project's CI runs to check itself, in order. The real tier runs the same
+# commands (ruff: the fast tier, with the same pinned version), and a test holds every CI
+# variant to them.
+PROJECT_CHECKS = (
+    "uv sync",
+    "uv run ruff check .",
+    "uv run ruff format --check .",
+    "uv run mypy",
+    "uv run pytest",
+)
+
 # uv from the template's own requirements, whatever PATH holds. The binary itself: its
 # Python wrapper exports this virtual environment to the project it runs.
 UV = [find_uv_bin()]

@@ -18,6 +18,8 @@ def test_generated_project_passes_its_own_tests(combination, tmp_path: Path) -> 
     project = bake(tmp_path, **combination)
     environment = environment_for(combination)
     run([*UV, "sync", "--quiet"], project, environment)
+    # Type-checked as its CI does (PROJECT_CHECKS).
+    run([*UV, "run", "mypy"], project, environment)
     output = run([*UV, "run", "pytest", "-p", "no:cacheprovider"], project, environment)
     summary = re.findall(r"^=+ (.*) in [\d.]+s.* =+$", output, re.MULTILINE)[-1]
     assert " passed" in summary
