@@ -179,3 +179,37 @@ def test_the_answers_file_records_every_answer_and_the_version_and_no_secret(upd
     ]
     assert secrets
     assert all(secret not in text for secret in secrets)
+
+
+def test_a_registry_of_templates_pins_a_version_and_names_a_directory(tmp_path: Path) -> None:
+    # The README's registry section: this template in a directory of a repository that holds
+    # several, a release tagged, then the template moves on.
+    registry = tmp_path / "templates"
+    registry.mkdir()
+    template = template_repository(registry / "python-web-service")
+    shutil.rmtree(template / ".git")
+    sh("git", "init", "--quiet", "--initial-branch", "main", cwd=registry)
+    commit_all(registry, "Release")
+    sh("git", "tag", "v0.3.0", cwd=registry)
+    change_the_template(template)
+    commit_all(registry, "After the release")
+    pinned = ["--directory", "python-web-service", "--checkout", "v0.3.0", "--no-input"]
+    sh(
+        sys.executable,
+        "-m",
+        "cookiecutter",
+        *pinned,
+        f"git+file://{registry}",
+        "-o",
+        "a",
+        cwd=tmp_path,
+    )
+    sh(*CRUFT, "create", *pinned, str(registry), "--output-dir", "b", cwd=tmp_path)
+    for project in (tmp_path / "a" / "my-service", tmp_path / "b" / "my-service"):
+        assert (project / "catalog-info.yaml").is_file()
+        assert not (project / "CONTRIBUTING.md").exists(), "not the pinned release"
+    recorded = answers_file(tmp_path / "b" / "my-service")
+    assert recorded["directory"] == "python-web-service"
+    assert recorded["checkout"] == "v0.3.0"
+    version = COOKIECUTTER_JSON["_template_version"]
+    assert recorded["context"]["cookiecutter"]["_template_version"] == version
