@@ -37,6 +37,9 @@ PRE_GEN = load_hook("pre_gen_project")
 POST_GEN = load_hook("post_gen_project")
 CHOICES: dict[str, list[str]] = PRE_GEN.choices_of(COOKIECUTTER_JSON)
 
+# Files the post-generation hook writes and git ignores; a bake without hooks lacks them.
+HOOK_WRITTEN = {".env"}
+
 # The choices that change what is generated; every valid combination of them is baked.
 MATRIX = ("framework", "database")
 

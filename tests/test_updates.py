@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import COOKIECUTTER_JSON, TEMPLATE, files_of
+from harness import COOKIECUTTER_JSON, HOOK_WRITTEN, TEMPLATE, files_of
 
 ANSWERS = {"framework": "flask", "database": "postgresql", "ci": "gitlab"}
-# Files the template's post-generation hook writes and git ignores.
-HOOK_WRITTEN = {".env"}
 CRUFT = [sys.executable, "-m", "cruft"]
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Template Tests",
