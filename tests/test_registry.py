@@ -232,25 +232,37 @@ def test_a_broker_asked_only_with_a_worker_agrees() -> None:
     assert value_disagreements(cookiecutter_json, template) == []
 
 
-def test_a_broker_asked_always_or_for_too_few_workers_disagrees() -> None:
-    cookiecutter_json, template = with_workers()
+BROKER_RULE = "broker: must be asked when worker is ['celery', 'dramatiq', 'rq']"
+
+
+def page_with_dependencies(template: dict[str, Any]) -> dict[str, Any]:
     [page] = [p for p in template["spec"]["parameters"] if "dependencies" in p]
-    asked_always = copy.deepcopy(template)
-    [always_page] = [p for p in asked_always["spec"]["parameters"] if "dependencies" in p]
-    always_page["properties"]["broker"] = always_page["dependencies"].pop("worker")["oneOf"][1][
-        "properties"
-    ]["broker"]
-    assert "broker: must be asked when worker is ['celery', 'dramatiq', 'rq']" in (
-        parameter_disagreements(cookiecutter_json, asked_always)
-    )
-    page["dependencies"]["worker"]["oneOf"][1]["properties"]["worker"]["enum"] = ["celery"]
+    return page
+
+
+def test_a_broker_asked_whatever_the_worker_disagrees() -> None:
+    cookiecutter_json, template = with_workers()
+    page = page_with_dependencies(template)
+    branches = page.pop("dependencies")["worker"]["oneOf"]
+    page["properties"]["broker"] = branches[1]["properties"]["broker"]
+    assert BROKER_RULE in parameter_disagreements(cookiecutter_json, template)
+
+
+def test_a_broker_asked_for_too_few_workers_disagrees() -> None:
+    cookiecutter_json, template = with_workers()
+    branches = page_with_dependencies(template)["dependencies"]["worker"]["oneOf"]
+    branches[1]["properties"]["worker"]["enum"] = ["celery"]
     problems = parameter_disagreements(cookiecutter_json, template)
-    assert "broker: must be asked when worker is ['celery', 'dramatiq', 'rq']" in problems
-    assert any(p.startswith("worker: its branches cover") for p in problems)
+    assert BROKER_RULE in problems
+    assert "worker: its branches cover ['celery', 'none'], not its choices" in problems
+
+
+def test_a_broker_passed_without_a_fallback_disagrees() -> None:
+    cookiecutter_json, template = with_workers()
     fetch_step(template)["input"]["values"]["broker"] = "${{ parameters.broker }}"
-    assert "broker: may be left out of the form, so needs a fallback" in (
-        value_disagreements(cookiecutter_json, template)
-    )
+    assert value_disagreements(cookiecutter_json, template) == [
+        "broker: may be left out of the form, so needs a fallback"
+    ]
 
 
 def test_a_prompt_the_form_lacks_or_changes_disagrees() -> None:
