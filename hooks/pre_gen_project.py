@@ -40,6 +40,25 @@ DNS_LABEL_MAX = 63
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 # PEP 440 public versions: release, optional pre-, post- and dev-release.
 VERSION = re.compile(r"\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?")
+# An importable name: an ASCII identifier (keywords and shadowing are checked apart).
+PACKAGE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A Backstage catalog entity reference, [kind:][namespace/]name, as catalog-info.yaml uses it.
+ENTITY_REF = re.compile(
+    r"([A-Za-z]+:)?([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[A-Za-z0-9]+([-_.][A-Za-z0-9]+)*"
+)
+OPTIONAL_ENTITY_REF = re.compile(f"({ENTITY_REF.pattern})?")
+ENTITY_NAME_MAX = 63
+
+# The rules that are a pattern, by option: the registry entry (template.yaml) gives its form
+# the same ones, and a test keeps the two equal.
+PATTERNS = {
+    "project_slug": DNS_LABEL,
+    "package_name": PACKAGE,
+    "author_email": EMAIL,
+    "version": VERSION,
+    "owner": ENTITY_REF,
+    "system": OPTIONAL_ENTITY_REF,
+}
 
 # Import names a generated project depends on, in any combination, plus the names its own
 # layout uses. A package named like one of them would shadow it.
@@ -95,6 +114,8 @@ TEXT_OPTIONS = (
     "author_name",
     "author_email",
     "version",
+    "owner",
+    "system",
 )
 
 
@@ -121,7 +142,7 @@ def check_slug(answers: Answers) -> Iterator[Violation]:
 
 def check_package(answers: Answers) -> Iterator[Violation]:
     package = str(answers["package_name"])
-    if not package.isidentifier() or not package.isascii() or keyword.iskeyword(package):
+    if not PACKAGE.fullmatch(package) or keyword.iskeyword(package):
         yield Violation(
             "package_name",
             package,
@@ -160,12 +181,28 @@ def check_version(answers: Answers) -> Iterator[Violation]:
         )
 
 
+def check_catalog(answers: Answers) -> Iterator[Violation]:
+    for option, pattern in (("owner", ENTITY_REF), ("system", OPTIONAL_ENTITY_REF)):
+        value = str(answers[option])
+        name = value.rpartition("/")[2].rpartition(":")[2]
+        if not pattern.fullmatch(value) or len(name) > ENTITY_NAME_MAX:
+            yield Violation(
+                option,
+                value,
+                "must be a catalog entity reference, [kind:][namespace/]name: a name of "
+                f"letters and digits joined by '-', '_' or '.', at most {ENTITY_NAME_MAX} "
+                "characters, such as 'platform-team' or 'group:default/platform-team'"
+                + (", or empty for none" if option == "system" else ""),
+            )
+
+
 RULES: tuple[Callable[[Answers], Iterable[Violation]], ...] = (
     check_text,
     check_slug,
     check_package,
     check_email,
     check_version,
+    check_catalog,
 )
 
 

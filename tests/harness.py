@@ -37,6 +37,9 @@ PRE_GEN = load_hook("pre_gen_project")
 POST_GEN = load_hook("post_gen_project")
 CHOICES: dict[str, list[str]] = PRE_GEN.choices_of(COOKIECUTTER_JSON)
 
+# Files the post-generation hook writes and git ignores; a bake without hooks lacks them.
+HOOK_WRITTEN = {".env"}
+
 # The choices that change what is generated; every valid combination of them is baked.
 MATRIX = ("framework", "database")
 
@@ -77,12 +80,12 @@ def bake(output_dir: Path, *, accept_hooks: bool = True, **extra: Any) -> Path:
         output_dir=str(output_dir),
         accept_hooks=accept_hooks,
         # Keep the user's replay directory out of it.
-        config_file=str(_isolated_config(output_dir)),
+        config_file=str(isolated_config(output_dir)),
     )
     return Path(project)
 
 
-def _isolated_config(output_dir: Path) -> Path:
+def isolated_config(output_dir: Path) -> Path:
     config = output_dir.parent / f".{output_dir.name}-cookiecutterrc.yaml"
     config.write_text(
         f"cookiecutters_dir: {output_dir.parent / '.cookiecutters'}\n"
@@ -101,6 +104,17 @@ def files_of(project: Path) -> dict[str, bytes]:
 
 
 # Installing and running baked projects (the real tiers).
+
+# What a generated project's CI runs to check itself, in order. The real tier runs the same
+# commands (ruff: the fast tier, with the same pinned version), and a test holds every CI
+# variant to them.
+PROJECT_CHECKS = (
+    "uv sync",
+    "uv run ruff check .",
+    "uv run ruff format --check .",
+    "uv run mypy",
+    "uv run pytest",
+)
 
 # uv from the template's own requirements, whatever PATH holds. The binary itself: its
 # Python wrapper exports this virtual environment to the project it runs.

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import CHOICES, POST_GEN, bake, files_of
+from harness import CHOICES, HOOK_WRITTEN, POST_GEN, bake, files_of
 
 # Jinja left in the output: an unrendered variable, tag or comment. `${{` is GitHub
 # Actions' own syntax and allowed.
 UNRENDERED = re.compile(r"cookiecutter\.|(?<!\$)\{\{|\{%|\{#")
-# Files the post-generation hook writes and git ignores; nothing else may differ.
-HOOK_WRITTEN = {".env"}
 
 
 def test_every_combination_bakes_without_unrendered_template_code(baked, combination) -> None:

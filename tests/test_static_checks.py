@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import TEMPLATE, files_of
+from harness import (
+    PROJECT_CHECKS,
+    TEMPLATE,
+    VALID_COMBINATIONS,
+    bake,
+    combination_id,
+    files_of,
+)
 
 # Rendered names change line lengths, and so how ruff would format a line: check the
 # defaults and the longest names allowed (a 63-character slug and package).
@@ -52,23 +59,27 @@ def test_toml_and_yaml_files_parse(baked, combination) -> None:
     assert checked
 
 
-def test_text_files_are_tidy(baked, combination) -> None:
+def untidy(project: Path) -> list[str]:
     # Whitespace control in the templates: no trailing spaces, no runs of blank lines
     # where a block was left out, one newline at the end.
-    untidy = []
-    for name, content in files_of(baked(combination)).items():
+    found = []
+    for name, content in files_of(project).items():
         text = content.decode()
         if text.startswith("\n"):
-            untidy.append(f"{name}: starts with a blank line")
+            found.append(f"{name}: starts with a blank line")
         if not text.endswith("\n") or text.endswith("\n\n"):
-            untidy.append(f"{name}: does not end with exactly one newline")
+            found.append(f"{name}: does not end with exactly one newline")
         for number, line in enumerate(text.splitlines(), 1):
             if line != line.rstrip():
-                untidy.append(f"{name}:{number}: trailing whitespace")
+                found.append(f"{name}:{number}: trailing whitespace")
         python = name.endswith((".py", ".py.mako"))
         if "\n\n\n\n" in text or (not python and "\n\n\n" in text):
-            untidy.append(f"{name}: a run of blank lines")
-    assert untidy == []
+            found.append(f"{name}: a run of blank lines")
+    return found
+
+
+def test_text_files_are_tidy(baked, combination) -> None:
+    assert untidy(baked(combination)) == []
 
 
 def test_template_code_passes_ruff() -> None:
@@ -91,3 +102,151 @@ def test_ci_runs_the_test_command_of_the_readme() -> None:
     ci = (TEMPLATE / ".ci" / "run").read_text()
     assert command in ci.splitlines()
     assert "export REQUIRE_SERVICES=1" in ci.splitlines()
+
+
+# The generated project's CI (the `ci` choice). It is not in the matrix: each pipeline is
+# rendered for every valid combination where that is cheap (schemas), and the rest is
+# checked on representative combinations.
+PIPELINES = {"github": ".github/workflows/ci.yml", "gitlab": ".gitlab-ci.yml"}
+SCHEMAS = {"github": "vendor.github-workflows", "gitlab": "vendor.gitlab-ci"}
+REPRESENTATIVE = [
+    {"framework": "fastapi", "database": "postgresql"},
+    {"framework": "flask", "database": "mysql"},
+    {"framework": "flask", "database": "sqlite"},
+]
+# Each database server the tests talk to, as a CI service.
+DATABASE_SERVICES = {"postgresql": "postgres", "mysql": "mariadb"}
+FULL_SHA = re.compile(r"uses: (?P<action>[\w.-]+/[\w.-]+)@(?P<ref>\S+) # (?P<tag>v\d+\.\d+\.\d+)$")
+
+
+def pipeline_of(project: Path, ci: str) -> dict:
+    return yaml.safe_load((project / PIPELINES[ci]).read_text())
+
+
+def check_commands(pipeline: dict, ci: str) -> list[str]:
+    """The commands of the jobs that check the code, in order."""
+    if ci == "github":
+        return [
+            s["run"]
+            for job in ("lint", "test")
+            for s in pipeline["jobs"][job]["steps"]
+            if "run" in s
+        ]
+    return [command for job in ("lint", "test") for command in pipeline[job]["script"]]
+
+
+def services_of(pipeline: dict, ci: str) -> set[str]:
+    if ci == "github":
+        return set(pipeline["jobs"]["test"].get("services", {}))
+    return {service["alias"] for service in pipeline["test"].get("services", [])}
+
+
+def requirements_pin(name: str) -> str:
+    return re.search(rf"^{name}==(\S+)$", (TEMPLATE / "requirements.txt").read_text(), re.M)[1]
+
+
+@pytest.mark.parametrize("ci", PIPELINES)
+def test_pipelines_validate_against_their_schemas(ci: str, tmp_path: Path) -> None:
+    pipelines = [
+        str(bake(tmp_path / combination_id(c), accept_hooks=False, ci=ci, **c) / PIPELINES[ci])
+        for c in VALID_COMBINATIONS
+    ]
+    # One call for every combination: the schema is loaded once.
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", SCHEMAS[ci], *pipelines],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("ci", PIPELINES)
+@pytest.mark.parametrize("combination", REPRESENTATIVE, ids=combination_id)
+def test_pipeline_runs_the_checks_the_template_proves(baked, combination, ci: str) -> None:
+    project = baked(combination, ci=ci)
+    pipeline = pipeline_of(project, ci)
+    assert check_commands(pipeline, ci) == [
+        *PROJECT_CHECKS[:4],
+        PROJECT_CHECKS[0],
+        PROJECT_CHECKS[4],
+    ]
+    expected_services = {DATABASE_SERVICES.get(combination["database"])} - {None}
+    assert services_of(pipeline, ci) == expected_services
+    text = (project / PIPELINES[ci]).read_text()
+    assert f"docker build --tag {project.name}:ci ." in text
+    assert 'kubectl kustomize "$overlay"' in text
+    assert 'kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" --strict' in text
+    assert 'uvx "cruft==$CRUFT_VERSION" check' in text
+    assert "REQUIRE_SERVICES" in text
+    assert ("DATABASE_URL" in text) == bool(expected_services)
+
+
+@pytest.mark.parametrize("ci", ["gitlab", "none"])
+@pytest.mark.parametrize("combination", REPRESENTATIVE, ids=combination_id)
+def test_other_ci_choices_bake_tidy_and_lint(baked, combination, ci: str) -> None:
+    project = baked(combination, ci=ci)
+    names = files_of(project).keys()
+    assert not any(name.startswith(".github") for name in names)
+    assert (".gitlab-ci.yml" in names) == (ci == "gitlab")
+    assert untidy(project) == []
+    for name in names:
+        if name.endswith((".yaml", ".yml")):
+            list(yaml.safe_load_all((project / name).read_text()))
+    lint = ruff("check", ".", cwd=project)
+    assert lint.returncode == 0, lint.stdout
+
+
+def test_github_expressions_survive_rendering(baked) -> None:
+    text = (baked({"framework": "fastapi", "database": "sqlite"}) / PIPELINES["github"]).read_text()
+    assert "group: ${{ github.workflow }}-${{ github.ref }}\n" in text
+    assert "version: ${{ env.UV_VERSION }}\n" in text
+    assert "{%" not in text
+
+
+@pytest.mark.parametrize("ci", PIPELINES)
+def test_pipeline_versions_are_pinned_in_one_place(baked, ci: str) -> None:
+    project = baked({"framework": "fastapi", "database": "postgresql"}, ci=ci)
+    pipeline = pipeline_of(project, ci)
+    pins = pipeline["env"] if ci == "github" else pipeline["variables"]
+    assert pins["UV_VERSION"] == requirements_pin("uv")
+    assert pins["CRUFT_VERSION"] == requirements_pin("cruft")
+    assert all(
+        re.fullmatch(r"\d+(\.\d+)+", pins[name]) for name in pins if name.endswith("_VERSION")
+    )
+    text = (project / PIPELINES[ci]).read_text()
+    images = re.findall(r"(?:image|name): (\S+:\S+)$", text, re.MULTILINE)
+    assert images
+    # A tag that is a version, or the pinned version of a variable above.
+    tags = [image.rpartition(":")[2] for image in images]
+    assert all(re.match(r"\d+(\.\d+)+|\$\w+_VERSION\b", tag) for tag in tags), images
+    if ci == "github":
+        actions = [FULL_SHA.search(line) for line in text.splitlines() if "uses:" in line]
+        assert all(actions), "every action is pinned to a commit, its release in a comment"
+        refs = {a["action"]: set() for a in actions}
+        for action in actions:
+            assert re.fullmatch(r"[0-9a-f]{40}", action["ref"])
+            refs[action["action"]].add((action["ref"], action["tag"]))
+        assert all(len(pinned) == 1 for pinned in refs.values()), refs
+
+
+def test_pipelines_agree_on_versions(baked) -> None:
+    combination = {"framework": "fastapi", "database": "postgresql"}
+    github = pipeline_of(baked(combination, ci="github"), "github")["env"]
+    gitlab = pipeline_of(baked(combination, ci="gitlab"), "gitlab")["variables"]
+    assert {k: gitlab[k] for k in github} == github
+
+
+def test_pre_commit_runs_the_linters_of_ci(baked) -> None:
+    project = baked({"framework": "flask", "database": "sqlite"})
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    [repository] = config["repos"]
+    assert repository["repo"] == "local"
+    entries = [hook["entry"] for hook in repository["hooks"]]
+    assert entries == [
+        "uv run ruff check --force-exclude",
+        "uv run ruff format --force-exclude",
+        "uv run mypy",
+    ]
+    # The same tools CI runs, through the project's own pinned versions.
+    assert all(any(c.startswith(e.split(" --")[0]) for c in PROJECT_CHECKS) for e in entries)

@@ -40,6 +40,12 @@ INVALID_ANSWERS = [
     ({"version": "v1"}, "version"),
     ({"version": "1.0-beta"}, "version"),
     ({"version": ""}, "version"),
+    ({"owner": ""}, "owner"),
+    ({"owner": "Platform Team"}, "owner"),
+    ({"owner": "group:Default/platform"}, "owner"),
+    ({"owner": "team-" + "a" * 60}, "owner"),
+    ({"system": "payments/"}, "system"),
+    ({"system": "-payments"}, "system"),
 ]
 
 
@@ -181,3 +187,15 @@ def test_replayed_answers_are_validated_too(workdir: Path) -> None:
     assert result.returncode == 1
     assert "database = 'oracle': must be one of sqlite, postgresql, mysql, none" in result.stderr
     assert list((workdir / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"owner": "group:default/platform-team", "system": "payments"},
+        {"owner": "user:jane.doe", "system": "system:billing/invoices"},
+        {"owner": "Team_42", "system": ""},
+    ],
+)
+def test_catalog_references_of_every_form_are_accepted(answers: dict) -> None:
+    assert PRE_GEN.violations(answers_for(**answers), CHOICES) == []
