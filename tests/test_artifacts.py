@@ -589,3 +589,23 @@ def test_checkov_finds_no_failed_check(variants, checkov: Path, tmp_path: Path) 
     skipped = [c for r in reports for c in r["results"]["skipped_checks"]]
     assert {c["check_id"] for c in skipped} <= ACCEPTED_CHECKOV_SKIPS
     assert all(len(c["check_result"].get("suppress_comment", "")) > 20 for c in skipped)
+
+
+# The README
+
+
+def test_readme_draws_the_architecture_the_artifacts_deploy(variants) -> None:
+    for variant in combinations_of(variants):
+        readme = (variant.project / "README.md").read_text()
+        (diagram,) = re.findall(r"```mermaid\n(.*?)```", readme, re.DOTALL)
+        assert diagram.startswith("flowchart ")
+        assert diagram.count("[") == diagram.count("]")
+        assert diagram.count("(") == diagram.count(")")
+        assert diagram.count('"') % 2 == 0
+        for service in compose_of(variant.project)["services"]:
+            assert f"compose: service {service}" in diagram, service
+        for volume in compose_of(variant.project).get("volumes", {}):
+            assert f"volume {volume}" in diagram or volume == "database", volume
+        for kind in ("Deployment", "Service", "Ingress", "PersistentVolumeClaim"):
+            for document in variant.kind("overlays/prod", kind):
+                assert f"{kind} {document['metadata']['name']}" in diagram, kind
