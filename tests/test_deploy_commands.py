@@ -221,7 +221,8 @@ def compose_environment(project: Path, service: str) -> tuple[dict[str, Any], di
     """A compose service, and its environment: env_file, then its `environment`."""
     spec = yaml.safe_load((project / "compose.yaml").read_text())["services"][service]
     environment = {}
-    for line in (project / spec["env_file"]).read_text().splitlines():
+    env_file = spec.get("env_file")
+    for line in (project / env_file).read_text().splitlines() if env_file else []:
         name, separator, value = line.partition("=")
         if separator and not name.startswith("#"):
             environment[name] = value
@@ -295,7 +296,18 @@ def test_kubernetes_and_compose_commands_run_and_pass_their_checks(
     }
     check_serving(services, image, environment, [*image.entrypoint, *web["args"]], probes, database)
 
-    # compose: the migrate service, then the web service with the image's own command.
+    # compose: the database's health check (PostgreSQL's is a client tool this machine has;
+    # MariaDB's is a script inside its image), the migrate service, then the web service
+    # with the image's own command.
+    if database == "postgresql":
+        spec, _ = compose_environment(project, "database")
+        test = spec["healthcheck"]["test"]
+        assert test[0] == "CMD"
+        # Inside its container it reaches the server on the local socket; here, over TCP.
+        ready = subprocess.run(
+            test[1:], env={**os.environ, "PGHOST": "127.0.0.1"}, capture_output=True, check=False
+        )
+        assert ready.returncode == 0, ready.stdout + ready.stderr
     web, compose_variables = compose_environment(project, "web")
     environment = on_this_machine(compose_variables, combination, image, "compose")
     if database != "none":
