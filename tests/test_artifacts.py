@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+from test_static_checks import LONGEST_NAME
 
 from harness import (
     COOKIECUTTER_JSON,
@@ -50,6 +51,10 @@ ACCEPTED_CHECKOV_SKIPS = {"CKV_K8S_35", "CKV_K8S_43"}
 IMAGE_UID = 10001
 TEMPLATE_VERSION = COOKIECUTTER_JSON["_template_version"]
 TEMPLATE_VERSION_LABEL = "python-service-template/template-version"
+# Kinds whose names must be DNS labels (at most 63 characters); other names may be longer.
+DNS_LABEL_KINDS = {"Namespace", "Service"}
+DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 @dataclass
@@ -74,6 +79,13 @@ def variants_to_check() -> dict[str, dict[str, str]]:
     for python_version in COOKIECUTTER_JSON["python_version"][1:]:
         variants[f"python-{python_version}"] = {**default, "python_version": python_version}
     variants["proprietary"] = {**default, "license": "Proprietary"}
+    # A 63-character slug: the longest names every object is given.
+    slug = "customer-order-fulfilment-and-billing-reconciliation-gateway-v2"
+    variants["longest-names"] = {
+        **VALID_COMBINATIONS[1],
+        "project_name": LONGEST_NAME,
+        "project_slug": slug,
+    }
     return variants
 
 
@@ -304,6 +316,19 @@ def test_overlays_set_namespace_image_and_secret_source(variants) -> None:
             }
             expected = secrets[0]["metadata"]["name"] if secrets else f"{slug}-secrets"
             assert referenced == {expected}
+
+
+def test_object_names_are_valid_even_for_the_longest_slug(variants) -> None:
+    invalid = []
+    for variant in variants.values():
+        for overlay in OVERLAYS:
+            for document in variant.documents(overlay):
+                name, kind = document["metadata"]["name"], document["kind"]
+                pattern = DNS_LABEL if kind in DNS_LABEL_KINDS else DNS_SUBDOMAIN
+                if not pattern.fullmatch(name):
+                    invalid.append(f"{variant.name} {overlay}: {kind} {name}")
+    assert len(variants["longest-names"].project.name) == 63
+    assert invalid == []
 
 
 def test_every_object_carries_the_template_version(variants) -> None:
