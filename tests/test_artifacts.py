@@ -596,6 +596,7 @@ def test_checkov_finds_no_failed_check(variants, checkov: Path, tmp_path: Path) 
             "--directory",
             tmp_path,
         ],
+        # Offline: no policy download (--skip-download), no guideline mapping from the API.
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
     )
     reports = json.loads(result.stdout)

@@ -113,7 +113,7 @@ def build_image(project: Path, root: Path, environment: dict[str, str]) -> Image
         elif keyword == "RUN":
             run_step(arguments, context, workdir, build_environment)
     # The runtime stage copies the virtual environment alone: the sources go.
-    shutil.rmtree(root / "src")
+    shutil.rmtree(workdir)
     runtime = dockerfile["runtime"]
     image_environment = {"PATH": os.environ["PATH"]}
     for keyword, arguments in runtime:
