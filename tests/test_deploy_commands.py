@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from test_artifacts import dockerignored, instructions, tool
-from test_http_contract import Services, cases, free_port
+from test_http_contract import Service, Services, cases, free_port
 
 from harness import UV, VALID_COMBINATIONS, bake, combination_id, environment_for, run
 
@@ -234,6 +234,23 @@ def run_command(image: Image, argv: list[str], environment: dict[str, str]) -> N
     run(image.executable(argv), image.workdir, environment)
 
 
+def launch(
+    services: Services, image: Image, argv: list[str], environment: dict[str, str], startup: str
+) -> Service:
+    """Start the server as the manifest does; stopped with the HTTP contract's services."""
+    port = environment["PORT"]
+    log = image.workdir / f"service-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            image.executable(argv), cwd=image.workdir, env=environment, stdout=output, stderr=output
+        )
+    services.processes.append(process)
+    service = Service(f"http://127.0.0.1:{port}", log)
+    assert startup in ("/health/live", "/health/ready")
+    Services._wait_until_answering(service, process, ready=startup == "/health/ready")
+    return service
+
+
 def check_serving(
     services: Services,
     image: Image,
@@ -242,13 +259,7 @@ def check_serving(
     probes: dict[str, str],
     database: str,
 ) -> None:
-    service = services.launch(
-        image.executable(argv),
-        image.workdir,
-        environment,
-        int(environment["PORT"]),
-        health=probes["startup"],
-    )
+    service = launch(services, image, argv, environment, probes["startup"])
     assert service.get(probes["liveness"]).status == 200
     assert service.get(probes["readiness"]).status == 200
     if database != "none":
@@ -287,7 +298,7 @@ def test_kubernetes_and_compose_commands_run_and_pass_their_checks(
     web, manifest_environment = kubernetes_environment(project, "web")
     environment = on_this_machine(manifest_environment, combination, image, "k8s")
     if database != "none":
-        services.create_database(image.path("/app"), environment)
+        services._create_database(image.path("/app"), environment)
         migrate, _ = kubernetes_environment(project, "migrate")
         run_command(image, [*image.entrypoint, *migrate["args"]], environment)
     probes = {
@@ -311,7 +322,7 @@ def test_kubernetes_and_compose_commands_run_and_pass_their_checks(
     web, compose_variables = compose_environment(project, "web")
     environment = on_this_machine(compose_variables, combination, image, "compose")
     if database != "none":
-        services.create_database(image.path("/app"), environment)
+        services._create_database(image.path("/app"), environment)
         migrate, _ = compose_environment(project, "migrate")
         run_command(image, [*image.entrypoint, *migrate["command"]], environment)
     probes = {"startup": "/health/live", "liveness": "/health/live", "readiness": "/health/ready"}

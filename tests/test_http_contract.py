@@ -150,37 +150,21 @@ class Services:
             environment["DATABASE_URL"] = f"sqlite:///{workdir / 'app.db'}"
         if "DATABASE_URL" in environment:
             if reachable:
-                self.create_database(project, environment)
+                self._create_database(project, environment)
                 run([command, "migrate"], workdir, environment)
             else:
                 environment["DATABASE_URL"] = unreachable(environment["DATABASE_URL"], workdir)
-        return self.launch([command, "serve"], workdir, environment, port, ready=reachable)
-
-    def launch(
-        self,
-        command: list[str],
-        workdir: Path,
-        environment: dict[str, str],
-        port: int,
-        *,
-        ready: bool = True,
-        health: str | None = None,
-    ) -> Service:
-        """Start a server process, stopped with the others; wait until it answers 200 on
-        `health` (by default readiness, or liveness where it cannot be ready)."""
         log = workdir / "service.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                command, cwd=workdir, env=environment, stdout=output, stderr=output
+                [command, "serve"], cwd=workdir, env=environment, stdout=output, stderr=output
             )
         self.processes.append(process)
         service = Service(f"http://127.0.0.1:{port}", log)
-        path = health or ("/health/ready" if ready else "/health/live")
-        self._wait_until_answering(service, process, path)
+        self._wait_until_answering(service, process, ready=reachable)
         return service
 
-    def create_database(self, project: Path, environment: dict[str, str]) -> None:
-        """A fresh database for DATABASE_URL (none for SQLite), dropped by stop_all."""
+    def _create_database(self, project: Path, environment: dict[str, str]) -> None:
         if environment["DATABASE_URL"].startswith("sqlite"):
             return
         python = str(project / ".venv" / "bin" / "python")
@@ -195,8 +179,9 @@ class Services:
 
     @staticmethod
     def _wait_until_answering(
-        service: Service, process: subprocess.Popen[bytes], path: str
+        service: Service, process: subprocess.Popen[bytes], *, ready: bool
     ) -> None:
+        path = "/health/ready" if ready else "/health/live"
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             assert process.poll() is None, f"service exited:\n{service.log.read_text()}"
