@@ -4,7 +4,8 @@ Which files exist is decided by rendering (a file whose name renders empty is sk
 the project is complete without this hook. The hook only writes what must never be
 tracked, tidies up, and says what to do next:
 
-- ``.env`` from ``.env.example``, each placeholder secret replaced by a fresh random one;
+- ``.env`` from ``.env.example``, and the development cluster's secrets file from its
+  example, each placeholder secret replaced by a fresh random one;
 - directories left empty by the file choice are removed;
 - the next steps are printed.
 
@@ -27,6 +28,11 @@ SECRET_PLACEHOLDER = "change-me"
 
 ENV_EXAMPLE = ".env.example"
 ENV_FILE = ".env"
+# Git-ignored files written from their tracked examples: (example, file).
+SECRET_FILES = (
+    (ENV_EXAMPLE, ENV_FILE),
+    ("deploy/k8s/overlays/dev/secrets.env.example", "deploy/k8s/overlays/dev/secrets.env"),
+)
 
 
 def fill_secrets(example: str) -> str:
@@ -42,13 +48,13 @@ def fill_secrets(example: str) -> str:
     return "".join(lines)
 
 
-def write_env_file(project: Path) -> bool:
-    """Write .env once; a second run keeps the secrets already in use."""
-    env_file = project / ENV_FILE
-    if env_file.exists():
+def write_secret_file(project: Path, example: str, target: str) -> bool:
+    """Write a secrets file once; a second run keeps the secrets already in use."""
+    secret_file = project / target
+    if secret_file.exists():
         return False
-    env_file.write_text(fill_secrets((project / ENV_EXAMPLE).read_text()))
-    env_file.chmod(0o600)
+    secret_file.write_text(fill_secrets((project / example).read_text()))
+    secret_file.chmod(0o600)
     return True
 
 
@@ -74,7 +80,8 @@ def next_steps(answers: Mapping[str, Any]) -> str:
 
 def main(answers: Mapping[str, Any]) -> int:
     project = Path.cwd()
-    write_env_file(project)
+    for example, target in SECRET_FILES:
+        write_secret_file(project, example, target)
     prune_empty_directories(project)
     print(next_steps(answers))
     return 0

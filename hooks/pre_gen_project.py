@@ -140,6 +140,16 @@ def check_slug(answers: Answers) -> Iterator[Violation]:
         )
 
 
+def check_slug_starts_with_a_letter(answers: Answers) -> Iterator[Violation]:
+    slug = str(answers["project_slug"])
+    if DNS_LABEL.fullmatch(slug) and not slug[0].isalpha():
+        yield Violation(
+            "project_slug",
+            slug,
+            "must start with a letter: it names the Kubernetes Service, an RFC 1035 label",
+        )
+
+
 def check_package(answers: Answers) -> Iterator[Violation]:
     package = str(answers["package_name"])
     if not PACKAGE.fullmatch(package) or keyword.iskeyword(package):
@@ -199,6 +209,7 @@ def check_catalog(answers: Answers) -> Iterator[Violation]:
 RULES: tuple[Callable[[Answers], Iterable[Violation]], ...] = (
     check_text,
     check_slug,
+    check_slug_starts_with_a_letter,
     check_package,
     check_email,
     check_version,

@@ -38,7 +38,7 @@ POST_GEN = load_hook("post_gen_project")
 CHOICES: dict[str, list[str]] = PRE_GEN.choices_of(COOKIECUTTER_JSON)
 
 # Files the post-generation hook writes and git ignores; a bake without hooks lacks them.
-HOOK_WRITTEN = {".env"}
+HOOK_WRITTEN = {".env", "deploy/k8s/overlays/dev/secrets.env"}
 
 # The choices that change what is generated; every valid combination of them is baked.
 MATRIX = ("framework", "database")

@@ -169,16 +169,19 @@ def test_free_text_answers_are_escaped_where_they_land(baked) -> None:
     assert 'TITLE = "Quoted Service"' in app
 
 
-def test_env_file_has_fresh_secrets_and_is_private(baked, tmp_path: Path) -> None:
-    first = baked({"framework": "fastapi", "database": "sqlite"})
-    second = bake(tmp_path, framework="fastapi", database="sqlite")
+@pytest.mark.parametrize(("example_name", "written"), POST_GEN.SECRET_FILES)
+def test_secret_files_have_fresh_secrets_and_are_private(
+    baked, tmp_path: Path, example_name: str, written: str
+) -> None:
+    first = baked({"framework": "fastapi", "database": "postgresql"})
+    second = bake(tmp_path, framework="fastapi", database="postgresql")
     secrets = []
     for project in (first, second):
-        env = (project / ".env").read_text()
-        example = (project / ".env.example").read_text()
+        env = (project / written).read_text()
+        example = (project / example_name).read_text()
         assert POST_GEN.SECRET_PLACEHOLDER in example
         assert POST_GEN.SECRET_PLACEHOLDER not in env
-        assert stat.S_IMODE((project / ".env").stat().st_mode) == 0o600
+        assert stat.S_IMODE((project / written).stat().st_mode) == 0o600
         # Everything but the secrets is as in the example.
         assert [line.split("=")[0] for line in env.splitlines()] == [
             line.split("=")[0] for line in example.splitlines()

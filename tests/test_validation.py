@@ -21,6 +21,7 @@ INVALID_ANSWERS = [
     ({"project_slug": "under_score"}, "project_slug"),
     ({"project_slug": "a" * 64}, "project_slug"),
     ({"project_slug": "../escape"}, "project_slug"),
+    ({"project_slug": "2fa-gateway", "package_name": "twofa"}, "project_slug"),
     ({"package_name": "1st_service"}, "package_name"),
     ({"package_name": "class"}, "package_name"),
     ({"package_name": "has-dash"}, "package_name"),
