@@ -51,6 +51,7 @@ ACCEPTED_CHECKOV_SKIPS = {"CKV_K8S_35", "CKV_K8S_43"}
 IMAGE_UID = 10001
 TEMPLATE_VERSION = COOKIECUTTER_JSON["_template_version"]
 TEMPLATE_VERSION_LABEL = "python-service-template/template-version"
+CATALOG_ID_LABEL = "backstage.io/kubernetes-id"
 # Kinds whose names must be DNS labels (at most 63 characters); other names may be longer.
 DNS_LABEL_KINDS = {"Namespace", "Service"}
 DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -331,7 +332,7 @@ def test_object_names_are_valid_even_for_the_longest_slug(variants) -> None:
     assert invalid == []
 
 
-def test_every_object_carries_the_template_version(variants) -> None:
+def test_every_object_carries_the_template_version_and_catalog_id(variants) -> None:
     for variant in combinations_of(variants):
         for overlay in OVERLAYS:
             for document in variant.documents(overlay):
@@ -339,6 +340,8 @@ def test_every_object_carries_the_template_version(variants) -> None:
                     continue
                 labels = document["metadata"]["labels"]
                 assert labels[TEMPLATE_VERSION_LABEL] == TEMPLATE_VERSION, document["kind"]
+                # catalog-info.yaml's backstage.io/kubernetes-id finds objects by this label.
+                assert labels[CATALOG_ID_LABEL] == variant.project.name, document["kind"]
 
 
 # Dockerfile
