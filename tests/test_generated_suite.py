@@ -9,10 +9,27 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from harness import REQUIRE_SERVICES, UV, bake, environment_for, run
+from harness import (
+    REQUIRE_SERVICES,
+    UV,
+    VALID_COMBINATIONS,
+    bake,
+    combination_id,
+    environment_for,
+    run,
+)
 
 pytestmark = pytest.mark.real
+
+
+def assert_tests_passed(output: str) -> None:
+    summary = re.findall(r"^=+ (.*) in [\d.]+s.* =+$", output, re.MULTILINE)[-1]
+    assert " passed" in summary
+    assert "failed" not in summary
+    if REQUIRE_SERVICES:
+        assert "skipped" not in summary, output
 
 
 def test_generated_project_passes_its_own_tests(combination, tmp_path: Path) -> None:
@@ -22,12 +39,33 @@ def test_generated_project_passes_its_own_tests(combination, tmp_path: Path) -> 
     run([*UV, "sync", "--quiet"], project, environment)
     # Type-checked as its CI does (PROJECT_CHECKS).
     run([*UV, "run", "mypy"], project, environment)
-    output = run([*UV, "run", "pytest", "-p", "no:cacheprovider"], project, environment)
-    summary = re.findall(r"^=+ (.*) in [\d.]+s.* =+$", output, re.MULTILINE)[-1]
-    assert " passed" in summary
-    assert "failed" not in summary
-    if REQUIRE_SERVICES:
-        assert "skipped" not in summary, output
+    assert_tests_passed(run([*UV, "run", "pytest", "-p", "no:cacheprovider"], project, environment))
+
+
+DJANGO_COMBINATIONS = [c for c in VALID_COMBINATIONS if c["framework"] == "django"]
+
+
+@pytest.mark.parametrize("combination", DJANGO_COMBINATIONS, ids=combination_id)
+def test_django_checks_pass_with_the_configuration_ci_gives(combination, tmp_path: Path) -> None:
+    # A checkout has no .env, as a bake without hooks: Django's settings, which mypy's plugin
+    # and the tests load, get their configuration from the CI jobs' environment alone.
+    project = bake(tmp_path, accept_hooks=False, ci="github", **combination)
+    assert not (project / ".env").exists()
+    jobs = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
+    environment = environment_for(combination)
+    run([*UV, "sync", "--quiet"], project, environment)
+    # Nothing connects while type checking: the lint job's database URL is used as it is.
+    run([*UV, "run", "mypy"], project, {**environment, **jobs["lint"]["env"]})
+    tests_environment = {**environment, **jobs["test"]["env"]}
+    # The servers of this machine, in a database of this run's own, instead of CI's service
+    # containers; and services are required only where this run requires them.
+    if "DATABASE_URL" in environment:
+        tests_environment["DATABASE_URL"] = environment["DATABASE_URL"]
+    if not REQUIRE_SERVICES:
+        del tests_environment["REQUIRE_SERVICES"]
+    assert_tests_passed(
+        run([*UV, "run", "pytest", "-p", "no:cacheprovider"], project, tests_environment)
+    )
 
 
 def test_pre_commit_hooks_pass_as_generated(tmp_path: Path) -> None:

@@ -80,7 +80,8 @@ FRAMEWORK_DEPENDENCIES = {
 FRAMEWORK_DEV_DEPENDENCIES = {
     "fastapi": {"httpx2"},
     "flask": set(),
-    "django": {"pytest-django"},
+    # Django's types and mypy plugin: the type check is as strict as for the others.
+    "django": {"pytest-django", "django-stubs"},
 }
 # What a framework's projects import or mention. A project mentions nothing that only other
 # frameworks use (gunicorn serves Flask and Django alike; Django has an ORM of its own).
@@ -105,6 +106,17 @@ def test_only_the_dependencies_the_choices_need(baked, combination) -> None:
     all_dev_dependencies = set().union(*FRAMEWORK_DEV_DEPENDENCIES.values())
     chosen_dev = dependencies_of(project, "dev") & all_dev_dependencies
     assert chosen_dev == FRAMEWORK_DEV_DEPENDENCIES[framework]
+
+
+def test_django_is_type_checked_with_its_plugin_and_settings(baked, combination) -> None:
+    # django-stubs' plugin learns the models from the settings the tests also run with.
+    pyproject = tomllib.loads((baked(combination) / "pyproject.toml").read_text())["tool"]
+    django = combination["framework"] == "django"
+    assert ("mypy_django_plugin.main" in pyproject["mypy"]["plugins"]) == django
+    assert ("django-stubs" in pyproject) == django
+    if django:
+        settings_module = pyproject["pytest"]["ini_options"]["DJANGO_SETTINGS_MODULE"]
+        assert pyproject["django-stubs"]["django_settings_module"] == settings_module
 
 
 def test_no_code_of_another_framework_is_generated(baked, combination) -> None:

@@ -113,6 +113,8 @@ REPRESENTATIVE = [
     {"framework": "fastapi", "database": "postgresql"},
     {"framework": "flask", "database": "mysql"},
     {"framework": "flask", "database": "sqlite"},
+    {"framework": "django", "database": "mysql"},
+    {"framework": "django", "database": "sqlite"},
 ]
 # Each database server the tests talk to, as a CI service.
 DATABASE_SERVICES = {"postgresql": "postgres", "mysql": "mariadb"}
@@ -124,15 +126,40 @@ def pipeline_of(project: Path, ci: str) -> dict:
 
 
 def check_commands(pipeline: dict, ci: str) -> list[str]:
-    """The commands of the jobs that check the code, in order."""
+    """The project's own commands (uv) of the jobs that check the code, in order; the setup
+    of the machine (system packages) is not among them."""
     if ci == "github":
-        return [
+        commands = [
             s["run"]
             for job in ("lint", "test")
             for s in pipeline["jobs"][job]["steps"]
             if "run" in s
         ]
-    return [command for job in ("lint", "test") for command in pipeline[job]["script"]]
+    else:
+        commands = [command for job in ("lint", "test") for command in pipeline[job]["script"]]
+    return [command for command in commands if command.startswith("uv ")]
+
+
+def job_of(pipeline: dict, ci: str, name: str) -> dict:
+    """A job as the CI service runs it; for GitLab, with what it `extends` merged in."""
+    if ci == "github":
+        return pipeline["jobs"][name]
+    job = dict(pipeline[name])
+    templates = job.pop("extends")
+    for template in [templates] if isinstance(templates, str) else templates:
+        job = {**pipeline[template], **job}
+    return job
+
+
+def commands_of(job: dict, ci: str) -> list[str]:
+    """Every shell command of a job, in the order it runs them."""
+    if ci == "github":
+        return [line for step in job["steps"] if "run" in step for line in step["run"].split("\n")]
+    return [*job.get("before_script", []), *job["script"]]
+
+
+def environment_of(job: dict, ci: str) -> dict[str, str]:
+    return job.get("env" if ci == "github" else "variables", {})
 
 
 def services_of(pipeline: dict, ci: str) -> set[str]:
@@ -179,7 +206,41 @@ def test_pipeline_runs_the_checks_the_template_proves(baked, combination, ci: st
     assert 'kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" --strict' in text
     assert 'uvx "cruft==$CRUFT_VERSION" check' in text
     assert "REQUIRE_SERVICES" in text
-    assert ("DATABASE_URL" in text) == bool(expected_services)
+    # Django's settings are loaded by the type check and the tests, and need a database URL
+    # even for SQLite; the other frameworks' tests build their own configuration.
+    loads_settings = combination["framework"] == "django" and combination["database"] != "none"
+    assert ("DATABASE_URL" in text) == (bool(expected_services) or loads_settings)
+
+
+@pytest.mark.parametrize("ci", PIPELINES)
+@pytest.mark.parametrize("combination", REPRESENTATIVE, ids=combination_id)
+def test_pipeline_builds_mysqlclient_only_for_django_on_mysql(baked, combination, ci) -> None:
+    # Django's MySQL driver compiles on install, in each job that installs the project.
+    pipeline = pipeline_of(baked(combination, ci=ci), ci)
+    builds = combination == {"framework": "django", "database": "mysql"}
+    for name in ("lint", "test"):
+        commands = commands_of(job_of(pipeline, ci, name), ci)
+        installs = [c for c in commands if "apt-get install" in c]
+        assert bool(installs) == builds, commands
+        if builds:
+            [install] = installs
+            assert {"gcc", "pkg-config", "libmariadb-dev"} <= set(install.split())
+            assert commands.index(install) < commands.index(PROJECT_CHECKS[0])
+
+
+@pytest.mark.parametrize("ci", PIPELINES)
+@pytest.mark.parametrize("combination", REPRESENTATIVE, ids=combination_id)
+def test_django_pipelines_give_the_settings_a_configuration(baked, combination, ci) -> None:
+    # No .env in a checkout: the jobs that load Django's settings get a test configuration
+    # in their environment (the real tier runs the checks with exactly that).
+    pipeline = pipeline_of(baked(combination, ci=ci), ci)
+    django = combination["framework"] == "django"
+    for name in ("lint", "test"):
+        environment = environment_of(job_of(pipeline, ci, name), ci)
+        assert (environment.get("ENVIRONMENT") == "test") == django
+        if django:
+            scheme = environment["DATABASE_URL"].partition("://")[0]
+            assert scheme == combination["database"]
 
 
 @pytest.mark.parametrize("ci", ["gitlab", "none"])
