@@ -286,9 +286,12 @@ def test_list_pages_through_items(services: Services, combination: dict) -> None
         ("POST", "/items", {"name": ""}),
         ("POST", "/items", {"name": "x", "unexpected": 1}),
         ("POST", "/items", b"{not json"),
+        ("POST", "/items", b"\x80"),
         ("GET", "/items?limit=0", None),
         ("GET", "/items?offset=-1", None),
         ("GET", "/items/not-a-number", None),
+        ("GET", f"/items/{2**63}", None),
+        ("GET", f"/items?offset={2**63}", None),
     ],
 )
 def test_invalid_input_is_a_json_4xx(

@@ -1,0 +1,68 @@
+"""What the benchmarks share: the template's test helpers on the path, the machine's
+description, and writing a result as a Markdown table to bench/results/."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+# The template's test helpers (harness.py, the contract suite's services) are reused as they are.
+sys.path.insert(0, str(BENCH.parent / "tests"))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float:
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return float("nan")
+    return pages / 2**30
+
+
+def machine() -> str:
+    """One line saying where and when the figures were taken."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, {memory_gib():.0f} GiB, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+        f"load average at the end {load}; {now}"
+    )
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join("---" for _ in headers) + " |",
+    ]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_result(name: str, title: str, command: str, body: str) -> Path:
+    """Print the result and keep it, with the machine's description, as bench/results/NAME.md."""
+    text = f"## {title}\n\n`{command}`\n\nMachine: {machine()}\n\n{body}\n"
+    print(f"\n{text}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    path.write_text(text)
+    return path
+
+
+def ratio(value: float, floor: float) -> str:
+    return f"{value / floor:.2f}x" if floor else "n/a"
