@@ -276,9 +276,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--frameworks", nargs="*", help="default: every one the template offers")
     arguments = parser.parse_args()
-    from test_http_contract import free_port
-
     from harness import CHOICES
+    from test_http_contract import free_port
 
     generator = "wrk" if shutil.which("wrk") else "a Python load generator (tests/loadgen.py)"
     rows, startup_rows = [], []

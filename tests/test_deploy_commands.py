@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 from test_artifacts import dockerignored, instructions, tool
-from test_http_contract import Service, Services, cases, free_port
 
 from harness import UV, VALID_COMBINATIONS, bake, combination_id, environment_for, run
+from test_http_contract import Service, Services, cases, free_port
 
 pytestmark = pytest.mark.real
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from loadgen import run_load
-from test_http_contract import Service, Services, cases, free_port
 
 from harness import CHOICES, combination_id, environment_for
+from loadgen import run_load
+from test_http_contract import Service, Services, cases, free_port
 
 pytestmark = pytest.mark.real
 

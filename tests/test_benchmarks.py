@@ -1,0 +1,56 @@
+"""The benchmarks under bench/ are not tests (they print figures, not verdicts), but they
+must not rot: each one starts and parses its arguments, and the pieces they share work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import TEMPLATE
+from loadgen import run_load
+
+BENCHMARKS = sorted(
+    path
+    for path in (TEMPLATE / "bench").glob("*.py")
+    if "Benchmark, not a test" in path.read_text()
+)
+
+
+def test_every_benchmark_is_found() -> None:
+    assert {path.stem for path in BENCHMARKS} >= {"bake", "service", "time_to_green"}
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda path: path.stem)
+def test_benchmark_starts_and_explains_its_options(script: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:")
+    assert "Benchmark, not a test" in result.stdout
+
+
+def test_bake_benchmark_measures_its_floor(tmp_path: Path) -> None:
+    sys.path.insert(0, str(TEMPLATE / "bench"))
+    try:
+        import bake
+    finally:
+        sys.path.remove(str(TEMPLATE / "bench"))
+    figures = bake.measure_once(bake.one_file_template(tmp_path), {})
+    assert figures["files"] == 1
+    assert 0 < figures["seconds"] < 60
+    assert figures["peak"] > 2**20
+
+
+def test_load_is_only_ever_sent_to_loopback() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        run_load(
+            "http://192.0.2.1:80",
+            [("GET", "/", None)],
+            concurrency=1,
+            max_requests=1,
+            max_seconds=1,
+        )
