@@ -290,10 +290,11 @@ def main() -> None:
                 project, environment, generated_ready = services.timings[service.url]
                 item_id = service.request("POST", "/items", {"name": "bench"}).json()["id"]
                 generated = measure(service.url, item_id, arguments.seconds, arguments.connections)
-                # One app at a time on the machine's cores.
-                services.stop_all()
+                # One app at a time on the machine's cores; its database stays for the
+                # minimal app (stop_all, at the end, drops it).
+                for process in services.processes:
+                    stop(process)
                 services.processes.clear()
-                services.cleanups.clear()
                 baseline_url, baseline_ready, baseline_process = start_baseline(
                     framework, project, environment, service.log.parent, free_port()
                 )

@@ -4,7 +4,8 @@ and malformed requests (fuzzing) each get an answer that is a clean JSON status,
 hang, a 500 or a traceback.
 
 The services come from the HTTP contract suite's helpers; each framework runs once, on
-PostgreSQL. A broker outage belongs here too once the workers land (see `private_broker`).
+PostgreSQL. A broker outage belongs here too once the workers land (see the note below
+PrivateDatabaseServices).
 """
 
 from __future__ import annotations
@@ -165,12 +166,13 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliabilitySe
     services.stop_all()
 
 
-def private_broker() -> None:
-    """Extension point for the broker outage (issue 7, with the workers): a private Redis on
-    a free port (`redis-server --port P --save '' --daemonize no`), stopped under a running
-    worker like `private_cluster` above; the test asserts that tasks enqueued before the
-    outage still run after it, and that /health/ready names the broker as unavailable
-    meanwhile."""
+# The broker outage joins these once the workers land: a private Redis on a free port
+# (`redis-server --port P --save "" --appendonly yes --dir <tmp>`), started and stopped like
+# PrivateCluster under a running service and worker (a Services subclass pointing
+# REDIS_URL/BROKER_URL at it, like PrivateDatabaseServices). The test enqueues tasks, stops
+# the broker, asserts /health/ready is 503 naming the broker and /health/live stays 200,
+# starts it again, and asserts every task enqueued before the outage ran and the worker
+# process was not restarted.
 
 
 @pytest.mark.parametrize("combination", cases(ON_POSTGRESQL))
@@ -240,7 +242,7 @@ def test_bounded_load_gives_no_server_error(
     ]
     result = run_load(service.url, mix, concurrency=8, max_requests=3000, max_seconds=10)
     assert not result.errors, result.errors[:5]
-    assert result.requests >= min(3000, 100), result
+    assert result.requests >= 100, result
     assert all(status < 500 for status in result.statuses), result.statuses
     assert set(result.statuses) <= {200, 201}, result.statuses
     assert not log_errors(service), log_errors(service)[:5]
