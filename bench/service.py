@@ -184,6 +184,8 @@ def load_with_wrk(url: str, seconds: float, connections: int) -> tuple[float, fl
         f"--connections={connections}",
         f"--duration={max(1, round(seconds))}s",
         "--latency",
+        # A slow answer counts in the latency rather than as a timeout (wrk's default is 2 s).
+        "--timeout=30s",
         url,
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
