@@ -70,10 +70,12 @@ def next_steps(answers: Mapping[str, Any]) -> str:
     steps = [f"cd {slug}"]
     if answers["database"] in ("postgresql", "mysql"):
         steps.append("# point DATABASE_URL in .env at your database server (see README.md)")
-    steps += [
-        f"uv run {slug} dev      # migrate, then serve on http://127.0.0.1:8000",
-        "uv run pytest",
-    ]
+    if answers.get("worker", "none") != "none":
+        steps.append("# point BROKER_URL in .env at your broker (see README.md)")
+    steps.append(f"uv run {slug} dev      # migrate, then serve on http://127.0.0.1:8000")
+    if answers.get("worker", "none") != "none":
+        steps.append(f"uv run {slug} worker   # in another terminal: the background worker")
+    steps.append("uv run pytest")
     body = "\n".join(f"    {step}" for step in steps)
     return f"\nGenerated {slug}. Next steps:\n\n{body}\n"
 

@@ -67,10 +67,14 @@ DEPENDENCY_MODULES = frozenset(
         "MySQLdb",
         "alembic",
         "anyio",
+        "amqp",
         "asgiref",
+        "billiard",
         "blinker",
+        "celery",
         "click",
         "django",
+        "dramatiq",
         "fastapi",
         "flask",
         "gunicorn",
@@ -78,8 +82,10 @@ DEPENDENCY_MODULES = frozenset(
         "httpx",
         "itsdangerous",
         "jinja2",
+        "kombu",
         "mako",
         "markupsafe",
+        "pika",
         "psycopg",
         "psycopg_binary",
         "pydantic",
@@ -88,12 +94,15 @@ DEPENDENCY_MODULES = frozenset(
         "pymysql",
         "pytest",
         "pytest_django",
+        "redis",
+        "rq",
         "ruff",
         "sqlalchemy",
         "sqlparse",
         "starlette",
         "uvicorn",
         "uvloop",
+        "vine",
         "watchfiles",
         "werkzeug",
         "tests",
@@ -191,6 +200,39 @@ def check_version(answers: Answers) -> Iterator[Violation]:
         )
 
 
+def check_worker_has_data(answers: Answers) -> Iterator[Violation]:
+    worker = answers.get("worker", "none")
+    if worker != "none" and answers.get("database") == "none":
+        yield Violation(
+            "worker",
+            worker,
+            "must be none without a database, since its example task processes the "
+            "stored items; choose database sqlite, postgresql or mysql, or worker none",
+        )
+
+
+def check_framework_runs_worker(answers: Answers) -> Iterator[Violation]:
+    # The worker is wired into FastAPI and Flask only so far; Django would need its own.
+    worker = answers.get("worker", "none")
+    if worker != "none" and answers.get("framework") == "django":
+        yield Violation(
+            "worker",
+            worker,
+            "must be none with framework 'django', which has no worker yet; choose "
+            "worker none, or framework fastapi or flask",
+        )
+
+
+def check_broker_serves_worker(answers: Answers) -> Iterator[Violation]:
+    if answers.get("worker") == "rq" and answers.get("broker") != "redis":
+        yield Violation(
+            "broker",
+            answers.get("broker"),
+            "must be redis for worker 'rq', which runs on Redis only; choose broker "
+            "redis, or worker celery or dramatiq to use RabbitMQ",
+        )
+
+
 def check_catalog(answers: Answers) -> Iterator[Violation]:
     for option, pattern in (("owner", ENTITY_REF), ("system", OPTIONAL_ENTITY_REF)):
         value = str(answers[option])
@@ -213,6 +255,9 @@ RULES: tuple[Callable[[Answers], Iterable[Violation]], ...] = (
     check_package,
     check_email,
     check_version,
+    check_worker_has_data,
+    check_framework_runs_worker,
+    check_broker_serves_worker,
     check_catalog,
 )
 

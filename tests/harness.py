@@ -41,7 +41,9 @@ CHOICES: dict[str, list[str]] = PRE_GEN.choices_of(COOKIECUTTER_JSON)
 HOOK_WRITTEN = {".env", "deploy/k8s/overlays/dev/secrets.env"}
 
 # The choices that change what is generated; every valid combination of them is baked.
-MATRIX = ("framework", "database")
+MATRIX = ("framework", "database", "worker", "broker")
+# A choice that means nothing unless another one has a value: (choice, unless, value).
+IGNORED = (("broker", "worker", "none"),)
 
 
 def answers_for(**extra: Any) -> dict[str, Any]:
@@ -52,11 +54,21 @@ def answers_for(**extra: Any) -> dict[str, Any]:
     return dict(prompt_for_config(context, no_input=True))
 
 
+def meaningful(combination: dict[str, str]) -> bool:
+    """False for a duplicate: an ignored choice other than its default (broker without worker)."""
+    return all(
+        combination[option] == CHOICES[option][0]
+        for option, other, value in IGNORED
+        if combination[other] == value
+    )
+
+
 def all_combinations() -> list[dict[str, str]]:
-    return [
+    combinations = [
         dict(zip(MATRIX, values, strict=True))
         for values in itertools.product(*(CHOICES[option] for option in MATRIX))
     ]
+    return [c for c in combinations if meaningful(c)]
 
 
 def is_valid(combination: dict[str, str]) -> bool:
@@ -68,7 +80,14 @@ INVALID_COMBINATIONS = [c for c in all_combinations() if not is_valid(c)]
 
 
 def combination_id(combination: dict[str, str]) -> str:
-    return "-".join(combination[option] for option in MATRIX)
+    """framework-database, then worker-broker for a project with a worker."""
+    values = {option: CHOICES[option][0] for option in MATRIX} | combination
+    shown = [o for o in MATRIX if not any(o == option for option, _, _ in IGNORED)]
+    if values["worker"] == "none":
+        shown.remove("worker")
+    else:
+        shown += [option for option, _, _ in IGNORED]
+    return "-".join(values[option] for option in shown)
 
 
 def bake(output_dir: Path, *, accept_hooks: bool = True, **extra: Any) -> Path:
@@ -125,6 +144,10 @@ SERVER_URLS = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
     "mysql": "mysql://root@127.0.0.1:3306/{name}",
 }
+BROKER_URLS = {
+    "redis": "redis://127.0.0.1:6379/0",
+    "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/%2F",
+}
 
 
 def environment_for(combination: dict[str, str], purpose: str = "tests") -> dict[str, str]:
@@ -142,6 +165,10 @@ def environment_for(combination: dict[str, str], purpose: str = "tests") -> dict
         # Unique per combination and per run: parallel runs on one server do not collide.
         name = f"tmpl_{purpose}_{combination_id(combination).replace('-', '_')}_{os.getpid()}"
         environment["DATABASE_URL"] = SERVER_URLS[combination["database"]].format(name=name)
+    if combination.get("worker", "none") != "none":
+        environment["BROKER_URL"] = BROKER_URLS[combination["broker"]]
+        # Queues (and Redis keys) of their own: parallel runs on one broker do not collide.
+        environment["WORKER_QUEUE"] = f"tmpl-{purpose}-{combination_id(combination)}-{os.getpid()}"
     return environment
 
 

@@ -476,7 +476,7 @@ def test_compose_orders_the_stack_and_publishes_only_the_web_port(baked, combina
     database = combination["database"]
     published = {name for name, service in services.items() if "ports" in service}
     assert published == {"web"}
-    for name in ("web", "migrate"):
+    for name in ("web", "migrate", "worker", "scheduler"):
         if name in services:
             assert services[name]["build"] == "."
             assert services[name]["image"] == f"{project.name}:0.1.0"
@@ -489,6 +489,18 @@ def test_compose_orders_the_stack_and_publishes_only_the_web_port(baked, combina
         "migrate": {"condition": "service_completed_successfully"}
     }
     volumes = compose_of(project)["volumes"]
+    if combination.get("worker", "none") != "none":
+        # The worker's processes start once the schema is there and the broker answers.
+        for name, command in (("worker", ["worker"]), ("scheduler", ["scheduler"])):
+            service = services.pop(name)
+            assert service["command"] == command
+            assert service["depends_on"] == {
+                "migrate": {"condition": "service_completed_successfully"},
+                "broker": {"condition": "service_healthy"},
+            }
+        broker = services.pop("broker")
+        assert re.fullmatch(r"(redis|rabbitmq):\d+\.\d+\.\d+-alpine", broker["image"])
+        assert "test" in broker["healthcheck"]
     if database == "sqlite":
         assert set(services) == {"web", "migrate"}
         assert services["web"]["volumes"] == services["migrate"]["volumes"] == ["data:/data"]

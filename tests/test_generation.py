@@ -83,6 +83,20 @@ FRAMEWORK_DEV_DEPENDENCIES = {
     # Django's types and mypy plugin: the type check is as strict as for the others.
     "django": {"pytest-django", "django-stubs"},
 }
+WORKER_DEPENDENCIES = {
+    ("none", "redis"): set(),
+    ("celery", "redis"): {"celery"},
+    ("celery", "rabbitmq"): {"celery"},
+    ("rq", "redis"): {"rq"},
+    ("dramatiq", "redis"): {"dramatiq"},
+    ("dramatiq", "rabbitmq"): {"dramatiq"},
+}
+# What the code of a project must never import or mention, but for its own worker.
+WORKER_MODULES = {
+    "celery": rb"\b(celery|kombu)\b",
+    "rq": rb"\b(rq|Retry\(max)\b",
+    "dramatiq": rb"\b(dramatiq|pika)\b",
+}
 # What a framework's projects import or mention. A project mentions nothing that only other
 # frameworks use (gunicorn serves Flask and Django alike; Django has an ORM of its own).
 FRAMEWORK_MODULES = {
@@ -106,6 +120,56 @@ def test_only_the_dependencies_the_choices_need(baked, combination) -> None:
     all_dev_dependencies = set().union(*FRAMEWORK_DEV_DEPENDENCIES.values())
     chosen_dev = dependencies_of(project, "dev") & all_dev_dependencies
     assert chosen_dev == FRAMEWORK_DEV_DEPENDENCIES[framework]
+
+
+def test_only_the_worker_dependencies_the_choices_need(baked, combination) -> None:
+    project = baked(combination)
+    pyproject = (project / "pyproject.toml").read_text()
+    key = (combination["worker"], combination["broker"])
+    all_worker_dependencies = set().union(*WORKER_DEPENDENCIES.values())
+    assert dependencies_of(project) & all_worker_dependencies == WORKER_DEPENDENCIES[key]
+    # The broker's client comes with the worker's extra, or with the worker itself.
+    if combination["worker"] in ("celery", "dramatiq") and combination["broker"] == "redis":
+        assert f'"{combination["worker"]}[redis]' in pyproject
+    if combination["worker"] == "dramatiq" and combination["broker"] == "rabbitmq":
+        assert '"dramatiq[rabbitmq]' in pyproject
+
+
+def test_no_code_of_another_worker_is_generated(baked, combination) -> None:
+    project = baked(combination)
+    others = [w for w in WORKER_MODULES if w != combination["worker"]]
+    mentions = [
+        f"{name}: {match.group().decode()}"
+        for name, content in files_of(project).items()
+        if name.endswith((".py", ".toml"))
+        for other in others
+        for match in [re.search(WORKER_MODULES[other], content)]
+        if match
+    ]
+    assert mentions == []
+    if combination["worker"] == "none":
+        assert not [
+            n for n, c in files_of(project).items() if re.search(rb"BROKER|heartbeat|\bworker\b", c)
+        ]
+
+
+@pytest.mark.parametrize("worker", ["none", "celery", "dramatiq"])
+def test_the_broker_answer_changes_nothing_without_a_worker_and_all_with_one(
+    baked, worker: str
+) -> None:
+    combination = {"framework": "flask", "database": "sqlite", "worker": worker}
+    on_redis = files_of(baked({**combination, "broker": "redis"}))
+    on_rabbitmq = files_of(baked({**combination, "broker": "rabbitmq"}))
+    # The files post_gen writes hold fresh secrets: different in every bake.
+    for files in (on_redis, on_rabbitmq):
+        for _example, written in POST_GEN.SECRET_FILES:
+            files.pop(written)
+    if worker == "none":
+        assert on_redis == on_rabbitmq
+    else:
+        assert on_redis != on_rabbitmq
+        assert "redis://" in on_redis[".env.example"].decode()
+        assert "amqp://" in on_rabbitmq[".env.example"].decode()
 
 
 def test_django_is_type_checked_with_its_plugin_and_settings(baked, combination) -> None:

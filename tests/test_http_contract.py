@@ -30,6 +30,9 @@ from harness import UV, VALID_COMBINATIONS, bake, combination_id, environment_fo
 pytestmark = pytest.mark.real
 
 WITH_DATABASE = [c for c in VALID_COMBINATIONS if c["database"] != "none"]
+WITH_WORKER = [c for c in VALID_COMBINATIONS if c["worker"] != "none"]
+# Seconds a worker may take to process an item queued through the API.
+PROCESSING_TIMEOUT = 30
 STARTUP_TIMEOUT = 60
 REQUEST_TIMEOUT = 15
 
@@ -80,6 +83,8 @@ class Response:
 class Service:
     url: str
     log: Path
+    environment: dict[str, str]
+    command: str
 
     def request(
         self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
@@ -114,15 +119,21 @@ def unreachable(database_url: str, workdir: Path) -> str:
 
 
 class Services:
-    """Installs each combination once and starts its services on demand; stops them all."""
+    """Installs each combination once and starts its services on demand. A test process runs
+    one combination (an xdist group) at a time: starting another stops the ones before, so
+    that idle services do not pile up."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.combination = ""
         self.running: dict[str, Service] = {}
         self.processes: list[subprocess.Popen[bytes]] = []
         self.cleanups: list[tuple[list[str], dict[str, str]]] = []
 
     def start(self, combination: dict[str, str], *, reachable: bool) -> Service:
+        if combination_id(combination) != self.combination:
+            self.stop_all()
+            self.combination = combination_id(combination)
         key = f"{combination_id(combination)}-{'up' if reachable else 'unreachable'}"
         if key not in self.running:
             self.running[key] = self._start(combination, key, reachable=reachable)
@@ -142,7 +153,7 @@ class Services:
         project, environment = self._install(combination)
         command = str(project / ".venv" / "bin" / project.name)
         workdir = self.root / key  # no .env here: the environment alone configures it
-        workdir.mkdir()
+        workdir.mkdir(exist_ok=True)
         port = free_port()
         environment.update(
             ENVIRONMENT="production",
@@ -152,6 +163,8 @@ class Services:
             WEB_CONCURRENCY="2",
             LOG_LEVEL="INFO",
         )
+        if combination["worker"] != "none":
+            environment["WORKER_HEARTBEAT_FILE"] = str(workdir / "worker-heartbeat")
         if combination["database"] == "sqlite":
             environment["DATABASE_URL"] = f"sqlite:///{workdir / 'app.db'}"
         if "DATABASE_URL" in environment:
@@ -166,8 +179,20 @@ class Services:
                 [command, "serve"], cwd=workdir, env=environment, stdout=output, stderr=output
             )
         self.processes.append(process)
-        service = Service(f"http://127.0.0.1:{port}", log)
+        service = Service(f"http://127.0.0.1:{port}", log, environment, command)
         self._wait_until_answering(service, process, ready=reachable)
+        if reachable and combination["worker"] != "none":
+            # The worker: the same command, environment and database as the service.
+            with (workdir / "worker.log").open("wb") as output:
+                self.processes.append(
+                    subprocess.Popen(
+                        [command, "worker"],
+                        cwd=workdir,
+                        env=environment,
+                        stdout=output,
+                        stderr=output,
+                    )
+                )
         return service
 
     def _create_database(self, project: Path, environment: dict[str, str]) -> None:
@@ -202,6 +227,7 @@ class Services:
                 process.kill()
         for command, environment in self.cleanups:
             subprocess.run(command, env=environment, check=False, capture_output=True)
+        self.running, self.processes, self.cleanups = {}, [], []
 
 
 @pytest.fixture(scope="session")
@@ -316,3 +342,37 @@ def test_not_ready_while_the_database_is_unreachable(services: Services, combina
     items = service.get("/items")
     assert items.status == 503
     assert items.json() == {"detail": "Database unavailable"}
+
+
+@pytest.mark.parametrize("combination", cases(WITH_WORKER))
+def test_an_item_is_processed_in_the_background(services: Services, combination: dict) -> None:
+    service = services.start(combination, reachable=True)
+    assert service.get("/health/ready").json()["checks"]["broker"] == "ok"
+    item = service.request("POST", "/items", {"name": "three little words"}).json()
+    assert item["status"] == "new"
+    queued = service.request("POST", f"/items/{item['id']}/process")
+    assert queued.status == 202
+    assert queued.json()["status"] == "queued"
+
+    deadline = time.monotonic() + PROCESSING_TIMEOUT
+    while (processed := service.get(f"/items/{item['id']}").json())["status"] != "done":
+        if time.monotonic() > deadline:
+            worker_log = service.log.with_name("worker.log").read_text()
+            pytest.fail(f"not processed in {PROCESSING_TIMEOUT}s; worker log:\n{worker_log}")
+        time.sleep(0.2)
+    assert processed["word_count"] == 3
+    assert processed["processed_at"]
+
+    again = service.request("POST", f"/items/{item['id']}/process")
+    assert (again.status, again.json()) == (200, processed)
+    assert service.request("POST", "/items/999999/process").status == 404
+
+    # The worker's liveness probe, as an orchestrator runs it.
+    health = subprocess.run(
+        [service.command, "worker-health"],
+        env=service.environment,
+        capture_output=True,
+        check=False,
+        timeout=STARTUP_TIMEOUT,
+    )
+    assert health.returncode == 0, health.stderr

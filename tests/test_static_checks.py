@@ -115,9 +115,13 @@ REPRESENTATIVE = [
     {"framework": "flask", "database": "sqlite"},
     {"framework": "django", "database": "mysql"},
     {"framework": "django", "database": "sqlite"},
+    {"framework": "fastapi", "database": "sqlite", "worker": "celery", "broker": "rabbitmq"},
+    {"framework": "flask", "database": "postgresql", "worker": "rq", "broker": "redis"},
 ]
 # Each database server the tests talk to, as a CI service.
 DATABASE_SERVICES = {"postgresql": "postgres", "mysql": "mariadb"}
+# The broker of a project with a worker, as a CI service.
+BROKER_SERVICES = {"redis": "redis", "rabbitmq": "rabbitmq"}
 FULL_SHA = re.compile(r"uses: (?P<action>[\w.-]+/[\w.-]+)@(?P<ref>\S+) # (?P<tag>v\d+\.\d+\.\d+)$")
 
 
@@ -199,8 +203,11 @@ def test_pipeline_runs_the_checks_the_template_proves(baked, combination, ci: st
         PROJECT_CHECKS[4],
     ]
     expected_services = {DATABASE_SERVICES.get(combination["database"])} - {None}
+    if combination.get("worker", "none") != "none":
+        expected_services.add(BROKER_SERVICES[combination["broker"]])
     assert services_of(pipeline, ci) == expected_services
     text = (project / PIPELINES[ci]).read_text()
+    assert ("BROKER_URL" in text) == (combination.get("worker", "none") != "none")
     assert f"docker build --tag {project.name}:ci ." in text
     assert 'kubectl kustomize "$overlay"' in text
     assert 'kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" --strict' in text
@@ -209,7 +216,8 @@ def test_pipeline_runs_the_checks_the_template_proves(baked, combination, ci: st
     # Django's settings are loaded by the type check and the tests, and need a database URL
     # even for SQLite; the other frameworks' tests build their own configuration.
     loads_settings = combination["framework"] == "django" and combination["database"] != "none"
-    assert ("DATABASE_URL" in text) == (bool(expected_services) or loads_settings)
+    database_service = DATABASE_SERVICES.get(combination["database"])
+    assert ("DATABASE_URL" in text) == (bool(database_service) or loads_settings)
 
 
 @pytest.mark.parametrize("ci", PIPELINES)

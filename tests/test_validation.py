@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
-from harness import CHOICES, PRE_GEN, TEMPLATE, answers_for, bake
+from harness import (
+    CHOICES,
+    INVALID_COMBINATIONS,
+    PRE_GEN,
+    TEMPLATE,
+    answers_for,
+    bake,
+    combination_id,
+)
 
 # (extra context, the option the message must name). Each value is wrong in its own way.
 INVALID_ANSWERS = [
@@ -41,6 +49,9 @@ INVALID_ANSWERS = [
     ({"version": "v1"}, "version"),
     ({"version": "1.0-beta"}, "version"),
     ({"version": ""}, "version"),
+    ({"worker": "celery", "database": "none"}, "worker"),
+    ({"worker": "rq", "broker": "rabbitmq"}, "broker"),
+    ({"framework": "django", "worker": "celery"}, "worker"),
     ({"owner": ""}, "owner"),
     ({"owner": "Platform Team"}, "owner"),
     ({"owner": "group:Default/platform"}, "owner"),
@@ -51,7 +62,7 @@ INVALID_ANSWERS = [
 
 
 def ids_of(cases: list[tuple[dict, str]]) -> list[str]:
-    return [f"{option}={next(iter(extra.values()))!r}"[:40] for extra, option in cases]
+    return [f"{option}={extra[option]!r}"[:40] for extra, option in cases]
 
 
 @pytest.mark.parametrize(("extra", "option"), INVALID_ANSWERS, ids=ids_of(INVALID_ANSWERS))
@@ -65,6 +76,49 @@ def test_rule_set_names_option_value_and_what_is_valid(extra: dict, option: str)
 
 def test_defaults_are_valid() -> None:
     assert PRE_GEN.violations(answers_for(), CHOICES) == []
+
+
+@pytest.mark.parametrize(
+    "combination", INVALID_COMBINATIONS, ids=[combination_id(c) for c in INVALID_COMBINATIONS]
+)
+def test_a_combination_no_worker_can_serve_is_refused_with_what_to_choose(
+    combination: dict[str, str],
+) -> None:
+    found = PRE_GEN.violations(answers_for(**combination), CHOICES)
+    assert found
+    for violation in found:
+        assert violation.option in ("worker", "broker")
+        assert "choose" in violation.expected
+
+
+def test_rq_on_rabbitmq_names_both_options_and_the_alternatives() -> None:
+    found = PRE_GEN.violations(answers_for(worker="rq", broker="rabbitmq"), CHOICES)
+    assert [str(v) for v in found] == [
+        "broker = 'rabbitmq': must be redis for worker 'rq', which runs on Redis only; "
+        "choose broker redis, or worker celery or dramatiq to use RabbitMQ"
+    ]
+
+
+def test_a_worker_without_a_database_suggests_one() -> None:
+    found = PRE_GEN.violations(answers_for(worker="dramatiq", database="none"), CHOICES)
+    assert [v.option for v in found] == ["worker"]
+    assert "choose database sqlite, postgresql or mysql, or worker none" in str(found[0])
+
+
+@pytest.mark.parametrize("worker", [w for w in CHOICES["worker"] if w != "none"])
+def test_django_with_a_worker_names_both_options_and_what_to_choose(worker: str) -> None:
+    found = PRE_GEN.violations(answers_for(framework="django", worker=worker), CHOICES)
+    assert [str(v) for v in found] == [
+        f"worker = '{worker}': must be none with framework 'django', which has no worker "
+        "yet; choose worker none, or framework fastapi or flask"
+    ]
+
+
+@pytest.mark.parametrize("broker", CHOICES["broker"])
+def test_the_broker_is_harmless_without_a_worker(broker: str) -> None:
+    for database in CHOICES["database"]:
+        answers = answers_for(worker="none", broker=broker, database=database)
+        assert PRE_GEN.violations(answers, CHOICES) == []
 
 
 def test_a_choice_outside_its_list_is_refused() -> None:

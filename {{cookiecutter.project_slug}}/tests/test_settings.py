@@ -24,6 +24,11 @@ VALID = {"DATABASE_URL": "mysql://user:password@db.example:3306/app"}
 {%- else %}
 VALID: dict[str, str] = {}
 {%- endif %}
+{%- if cookiecutter.worker != "none" and cookiecutter.broker == "redis" %}
+VALID["BROKER_URL"] = "redis://:password@redis.example:6379/0"
+{%- elif cookiecutter.worker != "none" %}
+VALID["BROKER_URL"] = "amqp://user:password@rabbitmq.example:5672/%2F"
+{%- endif %}
 REAL_SECRET = "s" * 32
 
 
@@ -125,6 +130,30 @@ def test_database_url_of_another_database_is_refused(monkeypatch: pytest.MonkeyP
     message = error_of(monkeypatch, ENVIRONMENT="development", DATABASE_URL="oracle://u:p@h/db")
     assert "DATABASE_URL: must be a URL starting with" in message
     assert "u:p" not in message
+{%- endif %}
+{%- if cookiecutter.worker != "none" %}
+
+
+def test_broker_url_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = error_of(monkeypatch, ENVIRONMENT="development", BROKER_URL=None)
+    assert message == "invalid configuration: BROKER_URL: Field required"
+
+
+def test_broker_url_of_another_broker_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+{%- if cookiecutter.broker == "redis" %}
+    other = "amqp://u:p@h:5672/%2F"
+{%- else %}
+    other = "redis://u:p@h:6379/0"
+{%- endif %}
+    message = error_of(monkeypatch, ENVIRONMENT="development", BROKER_URL=other)
+    assert "BROKER_URL: must be a URL starting with" in message
+    assert "u:p" not in message
+
+
+@pytest.mark.parametrize("queue", ["", "has space", "a/b", "q" * 101])
+def test_worker_queue_must_be_a_plain_name(monkeypatch: pytest.MonkeyPatch, queue: str) -> None:
+    message = error_of(monkeypatch, ENVIRONMENT="development", WORKER_QUEUE=queue)
+    assert message.startswith("invalid configuration: WORKER_QUEUE: ")
 {%- endif %}
 
 

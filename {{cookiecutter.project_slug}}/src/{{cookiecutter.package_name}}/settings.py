@@ -6,6 +6,9 @@ See https://docs.pydantic.dev/latest/concepts/pydantic_settings/
 """
 
 from functools import lru_cache
+{%- if cookiecutter.worker != "none" %}
+from pathlib import Path
+{%- endif %}
 {%- if cookiecutter.framework == "django" %}
 from typing import Annotated, Literal
 {%- else %}
@@ -22,7 +25,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The value .env.example gives every secret. It is accepted only in development and test.
 SECRET_PLACEHOLDER = "change-me"  # noqa: S105 - not a secret: the value refused as one
 MIN_SECRET_LENGTH = 32
-{%- if cookiecutter.database != "none" %}
+{%- if cookiecutter.worker != "none" %}
+# Never echoed back in an error message: they hold credentials.
+SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "DATABASE_URL", "BROKER_URL"})
+{%- elif cookiecutter.database != "none" %}
 # Never echoed back in an error message: they hold credentials.
 SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "DATABASE_URL"})
 {%- else %}
@@ -54,6 +60,16 @@ DATABASE_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
 DATABASE_DRIVER = "sqlite"
 DATABASE_SCHEMES = ("sqlite",)
 {%- endif %}
+{%- if cookiecutter.worker != "none" and cookiecutter.broker == "redis" %}
+BROKER_SCHEMES = ("redis", "rediss")
+{%- elif cookiecutter.worker != "none" %}
+BROKER_SCHEMES = ("amqp", "amqps")
+{%- endif %}
+{%- if cookiecutter.worker != "none" %}
+# Queue names (and, on Redis, key prefixes): letters, digits, '.', '_' and '-'.
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
+DEFAULT_QUEUE = "{{ cookiecutter.package_name }}"
+{%- endif %}
 
 
 class Settings(BaseSettings):
@@ -73,6 +89,15 @@ class Settings(BaseSettings):
 {%- endif %}
 {%- if cookiecutter.database != "none" %}
     database_url: str
+{%- endif %}
+{%- if cookiecutter.worker != "none" %}
+    broker_url: str
+    worker_queue: str = Field(default=DEFAULT_QUEUE, pattern=QUEUE_NAME_PATTERN)
+{%- if cookiecutter.worker != "rq" %}
+    worker_concurrency: int = Field(default=2, ge=1)
+{%- endif %}
+    # One worker per container: a fixed path its liveness probe knows.
+    worker_heartbeat_file: Path = Path("/tmp/worker-heartbeat")  # noqa: S108
 {%- endif %}
 
     @field_validator("log_level", mode="before")
@@ -115,6 +140,17 @@ class Settings(BaseSettings):
             message = f"must be a URL starting with one of {', '.join(DATABASE_SCHEMES)}://"
             raise ValueError(message)
         return f"{DATABASE_DRIVER}://{rest}"
+{%- endif %}
+{%- if cookiecutter.worker != "none" %}
+
+    @field_validator("broker_url")
+    @classmethod
+    def broker_of_the_worker(cls, value: str) -> str:
+        scheme, separator, _rest = value.partition("://")
+        if not separator or scheme not in BROKER_SCHEMES:
+            message = f"must be a URL starting with one of {', '.join(BROKER_SCHEMES)}://"
+            raise ValueError(message)
+        return value
 {%- endif %}
 
 
