@@ -4,8 +4,8 @@ and malformed requests (fuzzing) each get an answer that is a clean JSON status,
 hang, a 500 or a traceback.
 
 The services come from the HTTP contract suite's helpers; each framework runs once, on
-PostgreSQL. A broker outage belongs here too once the workers land (see the note below
-PrivateDatabaseServices).
+PostgreSQL. A broker that goes away under a running service and worker is survived too: each
+worker runs once, on a Redis of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import CHOICES, combination_id, environment_for
+from harness import CHOICES, VALID_COMBINATIONS, combination_id, environment_for
 from loadgen import run_load
 from test_http_contract import Service, Services, cases, free_port
 
@@ -34,8 +35,16 @@ pytestmark = pytest.mark.real
 ON_POSTGRESQL = [
     {"framework": framework, "database": "postgresql"} for framework in CHOICES["framework"]
 ]
+# Each worker once, each on another framework: the broker outage cases.
+WORKERS_ON_REDIS = [
+    {"framework": framework, "database": "postgresql", "worker": worker, "broker": "redis"}
+    for framework, worker in zip(CHOICES["framework"], CHOICES["worker"][1:], strict=True)
+]
+ON_PRIVATE_REDIS = [c for c in WORKERS_ON_REDIS if c in VALID_COMBINATIONS]
 # How long a recovered service may take to see the database again (its pool reconnects).
 RECOVERY_TIMEOUT = 30
+# How long a worker may take to process an item once its broker answers again.
+PROCESSING_TIMEOUT = 60
 
 
 def postgresql_program(name: str) -> str:
@@ -166,15 +175,6 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliabilitySe
     services.stop_all()
 
 
-# The broker outage joins these once the workers land: a private Redis on a free port
-# (`redis-server --port P --save "" --appendonly yes --dir <tmp>`), started and stopped like
-# PrivateCluster under a running service and worker (a Services subclass pointing
-# REDIS_URL/BROKER_URL at it, like PrivateDatabaseServices). The test enqueues tasks, stops
-# the broker, asserts /health/ready is 503 naming the broker and /health/live stays 200,
-# starts it again, and asserts every task enqueued before the outage ran and the worker
-# process was not restarted.
-
-
 @pytest.mark.parametrize("combination", cases(ON_POSTGRESQL))
 def test_database_outage_is_survived(
     outage_services: PrivateDatabaseServices, combination: dict
@@ -211,6 +211,155 @@ def test_database_outage_is_survived(
         assert (fetched.status, fetched.json()) == (200, item)
     assert service.request("POST", "/items", {"name": "after"}).status == 201
     assert process.poll() is None, "the service restarted"
+
+
+@dataclass
+class PrivateRedis:
+    """A Redis server of this test process alone, on a free port. Its append-only file keeps
+    what was queued across a restart, as a broker's Redis must."""
+
+    directory: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.directory / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    shutil.which("redis-server") or "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--dir",
+                    str(self.directory),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + RECOVERY_TIMEOUT
+        while not answers(self.port):
+            assert self.process.poll() is None, (self.directory / "server.log").read_text()
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        # SIGTERM: the server closes every client connection, as a crash or failover would.
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(timeout=RECOVERY_TIMEOUT)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+def answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def private_redis() -> Iterator[PrivateRedis]:
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server not found: install the Redis server package")
+    directory = Path(tempfile.mkdtemp(prefix="reliability-redis-"))
+    redis = PrivateRedis(directory, free_port())
+    redis.start()
+    yield redis
+    if redis.process and redis.process.poll() is None:
+        redis.process.kill()
+        redis.process.wait()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+class PrivateBrokerServices(ReliabilityServices):
+    """Services, and their workers, whose broker is the private Redis."""
+
+    def __init__(self, root: Path, redis: PrivateRedis) -> None:
+        super().__init__(root)
+        self.redis = redis
+
+    def _install(self, combination: dict[str, str]) -> tuple[Path, dict[str, str]]:
+        project, environment = super()._install(combination)
+        environment["BROKER_URL"] = self.redis.url
+        return project, environment
+
+
+@pytest.fixture(scope="session")
+def broker_outage_services(
+    tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis
+) -> Iterator[PrivateBrokerServices]:
+    services = PrivateBrokerServices(tmp_path_factory.mktemp("broker-outage"), private_redis)
+    yield services
+    services.stop_all()
+
+
+def wait_until_processed(service: Service, item_id: int) -> dict:
+    deadline = time.monotonic() + PROCESSING_TIMEOUT
+    while (item := service.get(f"/items/{item_id}").json())["status"] != "done":
+        if time.monotonic() > deadline:
+            worker_log = service.log.with_name("worker.log").read_text()
+            pytest.fail(f"item {item_id} not processed in {PROCESSING_TIMEOUT}s:\n{worker_log}")
+        time.sleep(0.2)
+    return item
+
+
+@pytest.mark.parametrize("combination", cases(ON_PRIVATE_REDIS))
+def test_broker_outage_is_survived(
+    broker_outage_services: PrivateBrokerServices, combination: dict
+) -> None:
+    service = broker_outage_services.start(combination, reachable=True)
+    web, worker = broker_outage_services.processes[-2:]
+    redis = broker_outage_services.redis
+
+    def queue(name: str) -> tuple[int, int]:
+        item = service.request("POST", "/items", {"name": name}).json()
+        return item["id"], service.request("POST", f"/items/{item['id']}/process").status
+
+    before, status = queue("before the outage")
+    assert status == 202
+    wait_until_processed(service, before)
+
+    redis.stop()
+    try:
+        for _ in range(4):
+            assert service.get("/health/live").status == 200
+            ready = service.get("/health/ready")
+            assert ready.status == 503, ready
+            checks = ready.json()["checks"]
+            assert checks["database"] == "ok", checks
+            assert checks["broker"].startswith("unavailable"), checks
+        during, status = queue("during the outage")
+        assert status == 503
+        # The item keeps its place: queued, for the periodic sweep (or a new request).
+        assert service.get(f"/items/{during}").json()["status"] == "queued"
+        # Long enough for the worker to meet the outage while it waits for messages.
+        time.sleep(3)
+    finally:
+        redis.start()
+
+    deadline = time.monotonic() + RECOVERY_TIMEOUT
+    while service.get("/health/ready").status != 200:
+        assert time.monotonic() < deadline, f"not ready again:\n{service.log.read_text()}"
+        time.sleep(0.5)
+    after, status = queue("after the outage")
+    assert status == 202
+    assert service.request("POST", f"/items/{during}/process").status == 202
+    assert wait_until_processed(service, after)["word_count"] == 3
+    assert wait_until_processed(service, during)["word_count"] == 3
+    # The same processes did it all: neither needed a restart.
+    assert web.poll() is None, "the service restarted"
+    assert worker.poll() is None, (
+        f"the worker exited:\n{service.log.with_name('worker.log').read_text()}"
+    )
 
 
 def log_errors(service: Service) -> list[str]:
