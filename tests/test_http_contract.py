@@ -1,6 +1,7 @@
-"""The HTTP contract: every combination, started with its own production command on a free
-port, behaves the same over real HTTP. The suite knows nothing of the framework inside; it
-holds for all of them unchanged.
+"""The HTTP contract: every framework and database, started with its own production command
+on a free port, behaves the same over real HTTP, and so does each worker on each broker (see
+one_database_per_worker). The suite knows nothing of the framework inside; it holds for all
+of them unchanged.
 
 Each combination runs two services: one on a fresh database, migrated with the project's own
 migrate command, and one pointed at a database that cannot be reached. Tests of one
@@ -29,8 +30,23 @@ from harness import UV, VALID_COMBINATIONS, bake, combination_id, environment_fo
 
 pytestmark = pytest.mark.real
 
-WITH_DATABASE = [c for c in VALID_COMBINATIONS if c["database"] != "none"]
-WITH_WORKER = [c for c in VALID_COMBINATIONS if c["worker"] != "none"]
+
+def one_database_per_worker(combinations: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Every combination without a worker, and each framework, worker and broker once, on the
+    databases in turn. The contract does not change with the worker, and every database
+    with every worker runs a real worker in the project's own suite (test_generated_suite)."""
+    with_worker: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for c in combinations:
+        if c["worker"] != "none":
+            with_worker.setdefault((c["framework"], c["worker"], c["broker"]), []).append(c)
+    return [c for c in combinations if c["worker"] == "none"] + [
+        databases[turn % len(databases)] for turn, databases in enumerate(with_worker.values())
+    ]
+
+
+CONTRACT_COMBINATIONS = one_database_per_worker(VALID_COMBINATIONS)
+WITH_DATABASE = [c for c in CONTRACT_COMBINATIONS if c["database"] != "none"]
+WITH_WORKER = [c for c in CONTRACT_COMBINATIONS if c["worker"] != "none"]
 # Seconds a worker may take to process an item queued through the API.
 PROCESSING_TIMEOUT = 30
 STARTUP_TIMEOUT = 60
@@ -237,7 +253,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     services.stop_all()
 
 
-@pytest.mark.parametrize("combination", cases(VALID_COMBINATIONS))
+@pytest.mark.parametrize("combination", cases(CONTRACT_COMBINATIONS))
 def test_liveness_readiness_and_about(services: Services, combination: dict) -> None:
     service = services.start(combination, reachable=True)
     assert service.get("/health/live").json() == {"status": "ok"}
@@ -248,14 +264,14 @@ def test_liveness_readiness_and_about(services: Services, combination: dict) -> 
     assert set(about) == {"name", "version"}
 
 
-@pytest.mark.parametrize("combination", cases(VALID_COMBINATIONS))
+@pytest.mark.parametrize("combination", cases(CONTRACT_COMBINATIONS))
 def test_unknown_path_is_a_json_404(services: Services, combination: dict) -> None:
     response = services.start(combination, reachable=True).get("/no-such-path")
     assert response.status == 404
     assert response.json() == {"detail": "Not Found"}
 
 
-@pytest.mark.parametrize("combination", cases(VALID_COMBINATIONS))
+@pytest.mark.parametrize("combination", cases(CONTRACT_COMBINATIONS))
 def test_every_request_is_logged_as_a_json_line(services: Services, combination: dict) -> None:
     service = services.start(combination, reachable=True)
     service.get("/health/live?probe=log")
