@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from harness import VALID_COMBINATIONS, bake, combination_id
 
@@ -43,3 +44,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(
             "combination", VALID_COMBINATIONS, ids=[combination_id(c) for c in VALID_COMBINATIONS]
         )
+
+
+# Longest first: the id a test's parameters end with.
+COMBINATION_IDS = sorted((combination_id(c) for c in VALID_COMBINATIONS), key=len, reverse=True)
+
+
+class CombinationScheduling(LoadScopeScheduling):
+    """Sends the tests of one combination to one test process, which then bakes, installs and
+    starts it once (the fixtures keep them per process). xdist's own grouping (xdist_group
+    marks) no longer works with pytest 9.2, which ignores the node ids xdist rewrites."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        parameters = nodeid.rpartition("[")[2].removesuffix("]") if nodeid.endswith("]") else ""
+        for combination in COMBINATION_IDS:
+            if parameters == combination or parameters.endswith(f"-{combination}"):
+                return combination
+        return nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> CombinationScheduling:
+    return CombinationScheduling(config, log)

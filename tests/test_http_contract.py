@@ -5,7 +5,8 @@ of them unchanged.
 
 Each combination runs two services: one on a fresh database, migrated with the project's own
 migrate command, and one pointed at a database that cannot be reached. Tests of one
-combination stay on one test process (an xdist group), which starts each service once.
+combination stay on one test process (conftest.CombinationScheduling), which starts each
+service once.
 """
 
 from __future__ import annotations
@@ -78,10 +79,7 @@ def database_admin(action: str, database_url: str) -> list[str]:
 
 
 def cases(combinations: list[dict[str, str]]) -> list[Any]:
-    return [
-        pytest.param(c, id=combination_id(c), marks=pytest.mark.xdist_group(combination_id(c)))
-        for c in combinations
-    ]
+    return [pytest.param(c, id=combination_id(c)) for c in combinations]
 
 
 @dataclass
