@@ -13,14 +13,19 @@ from typing import Any
 import pytest
 import yaml
 from cookiecutter.main import cookiecutter
+from jsonschema import Draft7Validator
 
 from harness import (
     COOKIECUTTER_JSON,
     HOOK_WRITTEN,
+    IGNORED,
+    INVALID_COMBINATIONS,
     PRE_GEN,
     TEMPLATE,
+    VALID_COMBINATIONS,
     answers_for,
     bake,
+    combination_id,
     files_of,
     isolated_config,
 )
@@ -76,6 +81,19 @@ def expected_schema(name: str, default: Any, labels: dict[str, Any]) -> dict[str
     return expected
 
 
+def narrowed_choices(schema: dict[str, Any], expected: dict[str, Any], labels: Any) -> dict:
+    """A branch may offer fewer of a prompt's choices (those the other answers allow), in
+    the prompt's order, labelled as the prompt labels them, the first one the default.
+    Which ones: test_the_form_accepts_exactly_what_the_hook_accepts."""
+    offered, choices = schema.get("enum"), expected.get("enum")
+    if not offered or not choices or offered == choices or not set(offered) < set(choices):
+        return {}
+    narrowed = {"enum": [c for c in choices if c in offered], "default": offered[0]}
+    if isinstance(labels, dict):
+        narrowed["enumNames"] = [labels[choice] for choice in narrowed["enum"]]
+    return narrowed
+
+
 def parameter_disagreements(cookiecutter_json: dict[str, Any], template: dict) -> list[str]:
     """How the form's fields differ from the prompts: names, titles, choices, defaults,
     patterns, and when each is asked."""
@@ -93,9 +111,10 @@ def parameter_disagreements(cookiecutter_json: dict[str, Any], template: dict) -
             where = (
                 f"{name} (when {condition[0]} is {'|'.join(condition[1])})" if condition else name
             )
+            narrowed = narrowed_choices(schema, expected, labels.get(name))
             problems += [
                 f"{where}: {key} is {schema.get(key)!r}, the prompt has {value!r}"
-                for key, value in expected.items()
+                for key, value in (expected | narrowed).items()
                 if schema.get(key) != value
             ]
             if "pattern" in schema and "pattern" not in expected:
@@ -161,6 +180,31 @@ def test_the_form_asks_what_cookiecutter_asks() -> None:
     assert parameter_disagreements(COOKIECUTTER_JSON, TEMPLATE_YAML) == []
 
 
+def form_answers(combination: dict[str, str]) -> dict[str, str]:
+    """The combination as the form holds it: without the fields it does not ask."""
+    return {
+        name: value
+        for name, value in combination.items()
+        if not any(
+            name == asked and combination[other] == left_out for asked, other, left_out in IGNORED
+        )
+    }
+
+
+def test_the_form_accepts_exactly_what_the_hook_accepts() -> None:
+    # Each page is a JSON schema (draft 7, as the form library reads it).
+    [choices_page] = [p for p in TEMPLATE_YAML["spec"]["parameters"] if "worker" in p["properties"]]
+    form = Draft7Validator(choices_page)
+    refused_by_form = [
+        combination_id(c) for c in VALID_COMBINATIONS if not form.is_valid(form_answers(c))
+    ]
+    accepted_by_form = [
+        combination_id(c) for c in INVALID_COMBINATIONS if form.is_valid(form_answers(c))
+    ]
+    assert (refused_by_form, accepted_by_form) == ([], [])
+    assert INVALID_COMBINATIONS
+
+
 def test_the_fetch_step_passes_every_answer() -> None:
     assert value_disagreements(COOKIECUTTER_JSON, TEMPLATE_YAML) == []
 
@@ -222,7 +266,7 @@ def test_a_broker_asked_for_too_few_workers_disagrees() -> None:
     branches[1]["properties"]["worker"]["enum"] = ["celery"]
     problems = parameter_disagreements(cookiecutter_json, template)
     assert BROKER_RULE in problems
-    assert "worker: its branches cover ['celery', 'none'], not its choices" in problems
+    assert "worker: its branches cover ['celery', 'none', 'rq'], not its choices" in problems
 
 
 def test_a_broker_passed_without_a_fallback_disagrees() -> None:
