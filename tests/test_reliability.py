@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,6 +293,24 @@ class PrivateBrokerServices(ReliabilityServices):
         environment["BROKER_URL"] = self.redis.url
         return project, environment
 
+    def replace_worker(self, service: Service, work: Callable[[], None]) -> None:
+        """Stop the service's worker as an orchestrator does (SIGTERM), do the work, then
+        start a new one, as its Deployment would."""
+        worker = self.processes[-1]
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=RECOVERY_TIMEOUT) == 0
+        work()
+        with service.log.with_name("worker.log").open("ab") as output:
+            self.processes.append(
+                subprocess.Popen(
+                    [service.command, "worker"],
+                    cwd=service.log.parent,
+                    env=service.environment,
+                    stdout=output,
+                    stderr=output,
+                )
+            )
+
 
 @pytest.fixture(scope="session")
 def broker_outage_services(
@@ -300,6 +319,19 @@ def broker_outage_services(
     services = PrivateBrokerServices(tmp_path_factory.mktemp("broker-outage"), private_redis)
     yield services
     services.stop_all()
+
+
+def queue_item(service: Service, name: str) -> tuple[int, int]:
+    """Create an item and ask for its processing: its id, and the status of the asking."""
+    item = service.request("POST", "/items", {"name": name}).json()
+    return item["id"], service.request("POST", f"/items/{item['id']}/process").status
+
+
+def wait_until_ready(service: Service) -> None:
+    deadline = time.monotonic() + RECOVERY_TIMEOUT
+    while service.get("/health/ready").status != 200:
+        assert time.monotonic() < deadline, f"not ready again:\n{service.log.read_text()}"
+        time.sleep(0.5)
 
 
 def wait_until_processed(service: Service, item_id: int) -> dict:
@@ -320,11 +352,7 @@ def test_broker_outage_is_survived(
     web, worker = broker_outage_services.processes[-2:]
     redis = broker_outage_services.redis
 
-    def queue(name: str) -> tuple[int, int]:
-        item = service.request("POST", "/items", {"name": name}).json()
-        return item["id"], service.request("POST", f"/items/{item['id']}/process").status
-
-    before, status = queue("before the outage")
+    before, status = queue_item(service, "before the outage")
     assert status == 202
     wait_until_processed(service, before)
 
@@ -337,7 +365,7 @@ def test_broker_outage_is_survived(
             checks = ready.json()["checks"]
             assert checks["database"] == "ok", checks
             assert checks["broker"].startswith("unavailable"), checks
-        during, status = queue("during the outage")
+        during, status = queue_item(service, "during the outage")
         assert status == 503
         # The item keeps its place: queued, for the periodic sweep (or a new request).
         assert service.get(f"/items/{during}").json()["status"] == "queued"
@@ -346,11 +374,8 @@ def test_broker_outage_is_survived(
     finally:
         redis.start()
 
-    deadline = time.monotonic() + RECOVERY_TIMEOUT
-    while service.get("/health/ready").status != 200:
-        assert time.monotonic() < deadline, f"not ready again:\n{service.log.read_text()}"
-        time.sleep(0.5)
-    after, status = queue("after the outage")
+    wait_until_ready(service)
+    after, status = queue_item(service, "after the outage")
     assert status == 202
     assert service.request("POST", f"/items/{during}/process").status == 202
     assert wait_until_processed(service, after)["word_count"] == 3
@@ -360,6 +385,28 @@ def test_broker_outage_is_survived(
     assert worker.poll() is None, (
         f"the worker exited:\n{service.log.with_name('worker.log').read_text()}"
     )
+
+
+@pytest.mark.parametrize("combination", cases(ON_PRIVATE_REDIS))
+def test_tasks_queued_before_a_broker_outage_are_not_lost(
+    broker_outage_services: PrivateBrokerServices, combination: dict
+) -> None:
+    service = broker_outage_services.start(combination, reachable=True)
+    queued: list[int] = []
+
+    def queue_then_restart_the_broker() -> None:
+        # No worker takes them meanwhile: they wait in the broker through its restart.
+        for n in range(3):
+            item_id, status = queue_item(service, f"waiting item {n}")
+            assert status == 202
+            queued.append(item_id)
+        broker_outage_services.redis.stop()
+        broker_outage_services.redis.start()
+        wait_until_ready(service)
+
+    broker_outage_services.replace_worker(service, queue_then_restart_the_broker)
+    for item_id in queued:
+        assert wait_until_processed(service, item_id)["word_count"] == 3
 
 
 def log_errors(service: Service) -> list[str]:
