@@ -100,9 +100,12 @@ BASELINES = {
         if url.scheme == "sqlite":
             database = {"ENGINE": "django.db.backends.sqlite3", "NAME": url.path[1:]}
         else:
+            # Persistent connections, as the generated project keeps them: the comparison is
+            # of the structure around the read, not of connecting per request.
             database = {
                 "ENGINE": "django.db.backends.postgresql", "NAME": url.path[1:],
                 "USER": url.username, "HOST": url.hostname, "PORT": url.port,
+                "CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True,
             }
 
         def get_item(request, item_id):
