@@ -181,7 +181,8 @@ def on_this_machine(
     manifest_environment: dict[str, str], combination: dict[str, str], image: Image, name: str
 ) -> dict[str, str]:
     """The manifests' environment with their hosts replaced by this machine's: the server
-    in DATABASE_URL, a directory for the volume SQLite lives on, a free port."""
+    in DATABASE_URL, a directory for the volume SQLite lives on, the broker in BROKER_URL
+    (with a queue of its own), a free port."""
     environment = {**image.environment, **manifest_environment, "PORT": str(free_port())}
     url = manifest_environment.get("DATABASE_URL", "")
     if url.startswith("sqlite:////"):
@@ -190,12 +191,17 @@ def on_this_machine(
     elif url:
         database = environment_for(combination, name)
         environment["DATABASE_URL"] = database["DATABASE_URL"]
+    if "BROKER_URL" in manifest_environment:
+        broker = environment_for(combination, name)
+        environment.update({k: broker[k] for k in ("BROKER_URL", "WORKER_QUEUE")})
     return environment
 
 
-def kubernetes_environment(project: Path, container: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """A container of the dev overlay's web Deployment, and the environment its envFrom
-    gives it (the ConfigMap and the Secret the overlay generates)."""
+def kubernetes_environment(
+    project: Path, container: str, component: str = "web"
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A container of the dev overlay's Deployment of the component (web, worker), and the
+    environment its envFrom gives it (the ConfigMap and the Secret the overlay generates)."""
     rendered = subprocess.run(
         [tool("kubectl"), "kustomize", project / "deploy" / "k8s" / "overlays" / "dev"],
         capture_output=True,
@@ -204,7 +210,12 @@ def kubernetes_environment(project: Path, container: str) -> tuple[dict[str, Any
     ).stdout
     documents = [d for d in yaml.safe_load_all(rendered) if d]
     by_name = {(d["kind"], d["metadata"]["name"]): d for d in documents}
-    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (deployment,) = [
+        d
+        for d in documents
+        if d["kind"] == "Deployment"
+        and d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
+    ]
     pod = deployment["spec"]["template"]["spec"]
     (spec,) = [
         c for c in pod["containers"] + pod.get("initContainers", []) if c["name"] == container
@@ -247,7 +258,7 @@ def launch(
             image.executable(argv), cwd=image.workdir, env=environment, stdout=output, stderr=output
         )
     services.processes.append(process)
-    service = Service(f"http://127.0.0.1:{port}", log)
+    service = Service(f"http://127.0.0.1:{port}", log, environment, image.executable(argv)[0])
     assert startup in ("/health/live", "/health/ready")
     Services._wait_until_answering(service, process, ready=startup == "/health/ready")
     return service
@@ -288,6 +299,28 @@ def check_serving(
     assert healthcheck.returncode != 0
 
 
+def check_worker_liveness(project: Path, combination: dict[str, str], image: Image) -> None:
+    """The worker's liveness probe, as the manifests give it: it fails without a heartbeat
+    and passes once the file the worker touches (WORKER_HEARTBEAT_FILE) is fresh."""
+    component = "web" if combination["database"] == "sqlite" else "worker"
+    worker, manifest_environment = kubernetes_environment(project, "worker", component)
+    environment = on_this_machine(manifest_environment, combination, image, "k8s")
+    heartbeat = image.path(manifest_environment["WORKER_HEARTBEAT_FILE"])
+    heartbeat.parent.mkdir(parents=True, exist_ok=True)
+    environment["WORKER_HEARTBEAT_FILE"] = str(heartbeat)
+    heartbeat.unlink(missing_ok=True)
+    command = image.executable(worker["livenessProbe"]["exec"]["command"])
+
+    def probe() -> int:
+        return subprocess.run(
+            command, env=environment, capture_output=True, check=False, timeout=30
+        ).returncode
+
+    assert probe() != 0
+    heartbeat.touch()
+    assert probe() == 0
+
+
 # One test per combination, so that each image is built once.
 @pytest.mark.parametrize("combination", cases(VALID_COMBINATIONS))
 def test_kubernetes_and_compose_commands_run_and_pass_their_checks(
@@ -308,6 +341,8 @@ def test_kubernetes_and_compose_commands_run_and_pass_their_checks(
         for name in ("startup", "liveness", "readiness")
     }
     check_serving(services, image, environment, [*image.entrypoint, *web["args"]], probes, database)
+    if combination.get("worker", "none") != "none":
+        check_worker_liveness(project, combination, image)
 
     # compose: the database's health check (PostgreSQL's is a client tool this machine has;
     # MariaDB's is a script inside its image), the migrate service, then the web service
