@@ -309,6 +309,31 @@ def test_pipelines_agree_on_versions(baked) -> None:
     assert {k: gitlab[k] for k in github} == github
 
 
+def service_images_of(pipeline: dict, ci: str) -> set[str]:
+    if ci == "github":
+        return {s["image"] for s in pipeline["jobs"]["test"].get("services", {}).values()}
+    return {service["name"] for service in pipeline["test"].get("services", [])}
+
+
+@pytest.mark.parametrize("ci", PIPELINES)
+@pytest.mark.parametrize(
+    "combination",
+    [
+        {"framework": "fastapi", "database": "postgresql", "worker": "celery", "broker": "redis"},
+        {"framework": "flask", "database": "mysql", "worker": "dramatiq", "broker": "rabbitmq"},
+    ],
+    ids=["postgresql-redis", "mysql-rabbitmq"],
+)
+def test_pipelines_test_against_the_images_compose_runs(baked, combination, ci: str) -> None:
+    # The tests in CI meet the servers a developer runs: the same images, pinned once each.
+    project = baked(combination, ci=ci)
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    servers = {s["image"] for s in compose["services"].values() if "build" not in s}
+    images = service_images_of(pipeline_of(project, ci), ci)
+    assert len(images) == 2
+    assert images <= servers
+
+
 def test_pre_commit_runs_the_linters_of_ci(baked) -> None:
     project = baked({"framework": "flask", "database": "sqlite"})
     config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
