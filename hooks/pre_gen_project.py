@@ -211,18 +211,6 @@ def check_worker_has_data(answers: Answers) -> Iterator[Violation]:
         )
 
 
-def check_framework_runs_worker(answers: Answers) -> Iterator[Violation]:
-    # The worker is wired into FastAPI and Flask only so far; Django would need its own.
-    worker = answers.get("worker", "none")
-    if worker != "none" and answers.get("framework") == "django":
-        yield Violation(
-            "worker",
-            worker,
-            "must be none with framework 'django', which has no worker yet; choose "
-            "worker none, or framework fastapi or flask",
-        )
-
-
 def check_broker_serves_worker(answers: Answers) -> Iterator[Violation]:
     if answers.get("worker") == "rq" and answers.get("broker") != "redis":
         yield Violation(
@@ -256,7 +244,6 @@ RULES: tuple[Callable[[Answers], Iterable[Violation]], ...] = (
     check_email,
     check_version,
     check_worker_has_data,
-    check_framework_runs_worker,
     check_broker_serves_worker,
     check_catalog,
 )

@@ -117,6 +117,7 @@ REPRESENTATIVE = [
     {"framework": "django", "database": "sqlite"},
     {"framework": "fastapi", "database": "sqlite", "worker": "celery", "broker": "rabbitmq"},
     {"framework": "flask", "database": "postgresql", "worker": "rq", "broker": "redis"},
+    {"framework": "django", "database": "mysql", "worker": "dramatiq", "broker": "rabbitmq"},
 ]
 # Each database server the tests talk to, as a CI service.
 DATABASE_SERVICES = {"postgresql": "postgres", "mysql": "mariadb"}
@@ -225,7 +226,7 @@ def test_pipeline_runs_the_checks_the_template_proves(baked, combination, ci: st
 def test_pipeline_builds_mysqlclient_only_for_django_on_mysql(baked, combination, ci) -> None:
     # Django's MySQL driver compiles on install, in each job that installs the project.
     pipeline = pipeline_of(baked(combination, ci=ci), ci)
-    builds = combination == {"framework": "django", "database": "mysql"}
+    builds = (combination["framework"], combination["database"]) == ("django", "mysql")
     for name in ("lint", "test"):
         commands = commands_of(job_of(pipeline, ci, name), ci)
         installs = [c for c in commands if "apt-get install" in c]
@@ -249,6 +250,12 @@ def test_django_pipelines_give_the_settings_a_configuration(baked, combination, 
         if django:
             scheme = environment["DATABASE_URL"].partition("://")[0]
             assert scheme == combination["database"]
+            # With a worker the settings need a broker too (nothing connects while linting).
+            has_worker = combination.get("worker", "none") != "none"
+            assert ("BROKER_URL" in environment) == has_worker
+            if has_worker:
+                scheme = environment["BROKER_URL"].partition("://")[0]
+                assert scheme == {"redis": "redis", "rabbitmq": "amqp"}[combination["broker"]]
 
 
 @pytest.mark.parametrize("ci", ["gitlab", "none"])
