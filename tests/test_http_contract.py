@@ -358,6 +358,19 @@ def test_not_ready_while_the_database_is_unreachable(services: Services, combina
     assert items.json() == {"detail": "Database unavailable"}
 
 
+def wait_until_processed(
+    service: Service, item_id: int, timeout: float = PROCESSING_TIMEOUT
+) -> Any:
+    """The item once the worker has processed it; the worker's log if it does not in time."""
+    deadline = time.monotonic() + timeout
+    while (item := service.get(f"/items/{item_id}").json())["status"] != "done":
+        if time.monotonic() > deadline:
+            worker_log = service.log.with_name("worker.log").read_text()
+            pytest.fail(f"item {item_id} not processed in {timeout}s; worker log:\n{worker_log}")
+        time.sleep(0.2)
+    return item
+
+
 @pytest.mark.parametrize("combination", cases(WITH_WORKER))
 def test_an_item_is_processed_in_the_background(services: Services, combination: dict) -> None:
     service = services.start(combination, reachable=True)
@@ -368,12 +381,7 @@ def test_an_item_is_processed_in_the_background(services: Services, combination:
     assert queued.status == 202
     assert queued.json()["status"] == "queued"
 
-    deadline = time.monotonic() + PROCESSING_TIMEOUT
-    while (processed := service.get(f"/items/{item['id']}").json())["status"] != "done":
-        if time.monotonic() > deadline:
-            worker_log = service.log.with_name("worker.log").read_text()
-            pytest.fail(f"not processed in {PROCESSING_TIMEOUT}s; worker log:\n{worker_log}")
-        time.sleep(0.2)
+    processed = wait_until_processed(service, item["id"])
     assert processed["word_count"] == 3
     assert processed["processed_at"]
 

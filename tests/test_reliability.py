@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from harness import CHOICES, VALID_COMBINATIONS, combination_id, environment_for
 from loadgen import run_load
-from test_http_contract import Service, Services, cases, free_port
+from test_http_contract import Service, Services, cases, free_port, wait_until_processed
 
 pytestmark = pytest.mark.real
 
@@ -334,16 +334,6 @@ def wait_until_ready(service: Service) -> None:
         time.sleep(0.5)
 
 
-def wait_until_processed(service: Service, item_id: int) -> dict:
-    deadline = time.monotonic() + PROCESSING_TIMEOUT
-    while (item := service.get(f"/items/{item_id}").json())["status"] != "done":
-        if time.monotonic() > deadline:
-            worker_log = service.log.with_name("worker.log").read_text()
-            pytest.fail(f"item {item_id} not processed in {PROCESSING_TIMEOUT}s:\n{worker_log}")
-        time.sleep(0.2)
-    return item
-
-
 @pytest.mark.parametrize("combination", cases(ON_PRIVATE_REDIS))
 def test_broker_outage_is_survived(
     broker_outage_services: PrivateBrokerServices, combination: dict
@@ -354,7 +344,7 @@ def test_broker_outage_is_survived(
 
     before, status = queue_item(service, "before the outage")
     assert status == 202
-    wait_until_processed(service, before)
+    wait_until_processed(service, before, PROCESSING_TIMEOUT)
 
     redis.stop()
     try:
@@ -378,8 +368,8 @@ def test_broker_outage_is_survived(
     after, status = queue_item(service, "after the outage")
     assert status == 202
     assert service.request("POST", f"/items/{during}/process").status == 202
-    assert wait_until_processed(service, after)["word_count"] == 3
-    assert wait_until_processed(service, during)["word_count"] == 3
+    assert wait_until_processed(service, after, PROCESSING_TIMEOUT)["word_count"] == 3
+    assert wait_until_processed(service, during, PROCESSING_TIMEOUT)["word_count"] == 3
     # The same processes did it all: neither needed a restart.
     assert web.poll() is None, "the service restarted"
     assert worker.poll() is None, (
@@ -406,7 +396,7 @@ def test_tasks_queued_before_a_broker_outage_are_not_lost(
 
     broker_outage_services.replace_worker(service, queue_then_restart_the_broker)
     for item_id in queued:
-        assert wait_until_processed(service, item_id)["word_count"] == 3
+        assert wait_until_processed(service, item_id, PROCESSING_TIMEOUT)["word_count"] == 3
 
 
 def log_errors(service: Service) -> list[str]:
