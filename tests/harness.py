@@ -90,6 +90,19 @@ def combination_id(combination: dict[str, str]) -> str:
     return "-".join(values[option] for option in shown)
 
 
+def one_database_per_worker(combinations: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Every combination without a worker, and each framework, worker and broker once, on the
+    databases in turn: for the tests whose subject does not change with the worker (every
+    database with every worker runs a real worker in the project's own suite)."""
+    with_worker: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for c in combinations:
+        if c["worker"] != "none":
+            with_worker.setdefault((c["framework"], c["worker"], c["broker"]), []).append(c)
+    return [c for c in combinations if c["worker"] == "none"] + [
+        databases[turn % len(databases)] for turn, databases in enumerate(with_worker.values())
+    ]
+
+
 def bake(output_dir: Path, *, accept_hooks: bool = True, **extra: Any) -> Path:
     """Generate a project with --no-input into output_dir and return its directory."""
     project = cookiecutter(

@@ -27,22 +27,17 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import UV, VALID_COMBINATIONS, bake, combination_id, environment_for, run
+from harness import (
+    UV,
+    VALID_COMBINATIONS,
+    bake,
+    combination_id,
+    environment_for,
+    one_database_per_worker,
+    run,
+)
 
 pytestmark = pytest.mark.real
-
-
-def one_database_per_worker(combinations: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Every combination without a worker, and each framework, worker and broker once, on the
-    databases in turn. The contract does not change with the worker, and every database
-    with every worker runs a real worker in the project's own suite (test_generated_suite)."""
-    with_worker: dict[tuple[str, ...], list[dict[str, str]]] = {}
-    for c in combinations:
-        if c["worker"] != "none":
-            with_worker.setdefault((c["framework"], c["worker"], c["broker"]), []).append(c)
-    return [c for c in combinations if c["worker"] == "none"] + [
-        databases[turn % len(databases)] for turn, databases in enumerate(with_worker.values())
-    ]
 
 
 CONTRACT_COMBINATIONS = one_database_per_worker(VALID_COMBINATIONS)

@@ -34,7 +34,7 @@ from test_http_contract import Service, Services, cases, free_port, wait_until_p
 pytestmark = pytest.mark.real
 
 ON_POSTGRESQL = [
-    {"framework": framework, "database": "postgresql"} for framework in CHOICES["framework"]
+    c for c in VALID_COMBINATIONS if c["database"] == "postgresql" and c["worker"] == "none"
 ]
 # Each worker once, each on another framework: the broker outage cases.
 WORKERS_ON_REDIS = [
