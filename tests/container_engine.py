@@ -40,13 +40,14 @@ PACKAGES = {"dockerd": "docker.io", "docker": "docker.io", "debootstrap": "deboo
 # for and how it was made; RECIPE_LABEL's value changes when the recipe does, which rebuilds.
 STAND_IN_LABEL = "python-service-template.test-stand-in"
 RECIPE_LABEL = f"{STAND_IN_LABEL}.recipe"
-RECIPE = "1"
+RECIPE = "3"
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "trixie"
 # What python:<version>-slim images offer the Dockerfile: the interpreter as `python` too,
-# the CA certificates, and useradd/groupadd.
-DEBIAN_PACKAGES = ("python3", "python-is-python3", "ca-certificates", "passwd")
+# its C headers (a build stage compiles extensions against them), the CA certificates, and
+# useradd/groupadd.
+DEBIAN_PACKAGES = ("python3", "python-is-python3", "libpython3-dev", "ca-certificates", "passwd")
 # The official images' PATH and locale. UV_SYSTEM_CERTS: the build stage's uv downloads
 # through this machine's TLS-intercepting proxy, whose authority is only in the system store
 # (copied in below); uv otherwise trusts its own bundled roots alone.
@@ -239,9 +240,23 @@ def build_python_stand_in(image: str) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for cache in ("var/lib/apt/lists", "var/cache/apt"):
-            for path in (root / cache).glob("*"):
-                if path.is_file():
+        # What slim images leave out too: package lists and caches, documentation but the
+        # copyrights, manuals, translations and static libraries.
+        for pattern in (
+            "var/lib/apt/lists/*",
+            "var/cache/apt/*.bin",
+            "usr/share/doc/*/*",
+            "usr/share/man/*",
+            "usr/share/info/*",
+            "usr/share/locale/*",
+            "usr/lib/**/*.a",
+        ):
+            for path in root.glob(pattern):
+                if path.name == "copyright":
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.exists() or path.is_symlink():
                     path.unlink()
         archive = Path(scratch) / "root.tar"
         subprocess.run(["tar", "--numeric-owner", "-C", root, "-cf", archive, "."], check=True)
