@@ -40,7 +40,7 @@ PACKAGES = {"dockerd": "docker.io", "docker": "docker.io", "debootstrap": "deboo
 # for and how it was made; RECIPE_LABEL's value changes when the recipe does, which rebuilds.
 STAND_IN_LABEL = "python-service-template.test-stand-in"
 RECIPE_LABEL = f"{STAND_IN_LABEL}.recipe"
-RECIPE = "3"
+RECIPE = "4"
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "trixie"
@@ -177,6 +177,11 @@ def start_daemon() -> None:
                 "--pidfile=/run/python-service-template-docker.pid",
                 f"--host=unix://{SOCKET}",
                 "--exec-opt=native.cgroupdriver=cgroupfs",
+                # The tier's containers and builds use the host's network: no bridge, and the
+                # machine's firewall rules stay as they are.
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
             ],
             stdin=subprocess.DEVNULL,
             stdout=output,
@@ -241,7 +246,8 @@ def build_python_stand_in(image: str) -> None:
             stderr=subprocess.DEVNULL,
         )
         # What slim images leave out too: package lists and caches, documentation but the
-        # copyrights, manuals, translations and static libraries.
+        # copyrights, manuals, translations, and Python's static library (the others belong to
+        # packages a build may use).
         for pattern in (
             "var/lib/apt/lists/*",
             "var/cache/apt/*.bin",
@@ -249,7 +255,7 @@ def build_python_stand_in(image: str) -> None:
             "usr/share/man/*",
             "usr/share/info/*",
             "usr/share/locale/*",
-            "usr/lib/**/*.a",
+            "usr/lib/**/libpython3*.a",
         ):
             for path in root.glob(pattern):
                 if path.name == "copyright":
@@ -293,7 +299,7 @@ def build_uv_stand_in(image: str) -> None:
             f'{version} wheel" {RECIPE_LABEL}="{RECIPE}"\n'
             "COPY uv uvx /\n"
         )
-        docker("buildx", "build", "--load", "--tag", image, context)
+        docker("buildx", "build", "--network=host", "--load", "--tag", image, context)
 
 
 def main() -> None:

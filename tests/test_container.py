@@ -104,7 +104,8 @@ def require_engine(project: Path) -> None:
 def build(project: Path, tag: str) -> float:
     """docker build of the project as its README says, after `uv lock`; seconds it took."""
     started = time.monotonic()
-    docker("buildx", "build", "--load", "--tag", tag, project)
+    # The engine has no bridge network (container_engine.py): the host's, as the containers.
+    docker("buildx", "build", "--network=host", "--load", "--tag", tag, project)
     return time.monotonic() - started
 
 
