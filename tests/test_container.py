@@ -124,8 +124,9 @@ def size(bytes_: int) -> str:
 
 def mounts(pod: dict[str, Any], spec: dict[str, Any], workdir: Path) -> list[str]:
     """The writable mounts a container's manifest declares: an emptyDir becomes a tmpfs of
-    its size limit; a claimed volume becomes a directory of workdir owned as the pod's fsGroup
-    makes it (shared by the pod's containers, as the claim is)."""
+    its size limit (one per container: no case here shares one between two containers); a
+    claimed volume becomes a directory of workdir owned as the pod's fsGroup makes it (shared
+    by the pod's containers, as the claim is)."""
     volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
     options = []
     for mount in spec.get("volumeMounts", []):
