@@ -65,3 +65,17 @@ class CombinationScheduling(LoadScopeScheduling):
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> CombinationScheduling:
     return CombinationScheduling(config, log)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The container tier's figures (test_container.py): each image's size and build time."""
+    figures = [
+        value
+        for report in terminalreporter.stats.get("passed", [])
+        for name, value in report.user_properties
+        if name == "container image"
+    ]
+    if figures:
+        terminalreporter.section("container images")
+        for line in sorted(figures):
+            terminalreporter.write_line(line)

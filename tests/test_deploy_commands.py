@@ -202,6 +202,15 @@ def kubernetes_environment(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """A container of the dev overlay's Deployment of the component (web, worker), and the
     environment its envFrom gives it (the ConfigMap and the Secret the overlay generates)."""
+    _pod, spec, environment = kubernetes_workload(project, container, component)
+    return spec, environment
+
+
+def kubernetes_workload(
+    project: Path, container: str, component: str = "web"
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """kubernetes_environment's container and environment, after the pod's spec (its volumes
+    and security context)."""
     rendered = subprocess.run(
         [tool("kubectl"), "kustomize", project / "deploy" / "k8s" / "overlays" / "dev"],
         capture_output=True,
@@ -227,7 +236,7 @@ def kubernetes_environment(
         else:
             secret = by_name["Secret", source["secretRef"]["name"]]["data"]
             environment.update({k: base64.b64decode(v).decode() for k, v in secret.items()})
-    return spec, environment
+    return pod, spec, environment
 
 
 def compose_environment(project: Path, service: str) -> tuple[dict[str, Any], dict[str, str]]:

@@ -1,0 +1,306 @@
+"""The container tier: the generated Dockerfile built by a real engine, and its image run as
+the Kubernetes manifests run it, pointed at this machine's servers over the host's network.
+
+Each case builds its project's image once, checks what the image is (its non-root user, no
+compilers, its size), then runs the dev overlay's containers from it with a read-only root,
+no capabilities and only the writable mounts the manifests declare: the migrate init
+container, the web server until its own HEALTHCHECK calls it healthy, and the worker, which
+must process an item end to end and pass its liveness probe.
+
+The engine and the stand-ins for the base images come from container_engine.py, which
+.ci/run runs first. The stand-in Python is Debian 13's, so the projects are baked with the
+default python_version, 3.13.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from container_engine import STAND_IN_LABEL, base_images, docker, problem
+from test_deploy_commands import kubernetes_workload
+
+from harness import (
+    REQUIRE_SERVICES,
+    UV,
+    VALID_COMBINATIONS,
+    combination_id,
+    environment_for,
+    run,
+)
+from test_http_contract import Service, cases, database_admin, free_port
+
+pytestmark = pytest.mark.container
+
+DEFAULTS = {"framework": "fastapi", "database": "sqlite", "worker": "none", "broker": "redis"}
+# Each framework's fullest combination: PostgreSQL, with a worker on RabbitMQ where the
+# framework has one (the two workers that speak AMQP shared between them).
+WORKERS = {"fastapi": "celery", "flask": "dramatiq", "django": "celery"}
+
+
+def fullest(framework: str) -> dict[str, str]:
+    with_worker = {"framework": framework, "database": "postgresql", "broker": "rabbitmq"}
+    without = {**DEFAULTS, "framework": framework, "database": "postgresql"}
+    preferred = [{**with_worker, "worker": WORKERS[framework]}, without]
+    return next(c for c in preferred if c in VALID_COMBINATIONS)
+
+
+COMBINATIONS = [
+    *(
+        combination
+        for framework in WORKERS
+        for combination in ({**DEFAULTS, "framework": framework}, fullest(framework))
+    ),
+    # The one image whose build stage installs a compiler (mysqlclient builds against the
+    # MariaDB client library): its runtime stage must have none of it.
+    {**DEFAULTS, "framework": "django", "database": "mysql"},
+]
+# Commands a runtime stage must not have: the build stage's compilers and tools.
+BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "clang", "ld", "as", "make", "pkg-config", "uv")
+HEALTHY_TIMEOUT = 90
+PROCESSING_TIMEOUT = 60
+# How often the engine runs the image's HEALTHCHECK here: the image's own 30 s interval would
+# make each case wait that long for its first check (Docker 20.10 has no start interval).
+HEALTH_INTERVAL = "1s"
+
+
+@dataclass
+class Containers:
+    """The containers and databases a case made, removed when it ends."""
+
+    names: list[str] = field(default_factory=list)
+    cleanups: list[tuple[list[str], dict[str, str]]] = field(default_factory=list)
+
+    def remove_all(self) -> None:
+        if self.names:
+            docker("rm", "--force", *self.names, check=False)
+        for command, environment in self.cleanups:
+            subprocess.run(command, env=environment, check=False, capture_output=True)
+
+
+@pytest.fixture
+def containers() -> Iterator[Containers]:
+    made = Containers()
+    yield made
+    made.remove_all()
+
+
+def require_engine(project: Path) -> None:
+    reason = problem(base_images(project / "Dockerfile"))
+    if reason:
+        message = f"container engine not ready ({reason}): run `python tests/container_engine.py`"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def build(project: Path, tag: str) -> float:
+    """docker build of the project as its README says, after `uv lock`; seconds it took."""
+    started = time.monotonic()
+    # The engine has no bridge network (container_engine.py): the host's, as the containers.
+    docker("buildx", "build", "--network=host", "--load", "--tag", tag, project)
+    return time.monotonic() - started
+
+
+def inspect(reference: str) -> dict[str, Any]:
+    return json.loads(docker("inspect", reference).stdout)[0]
+
+
+def in_image(tag: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """argv run in a throwaway container of the image, as the image's own user."""
+    return docker("run", "--rm", "--network=none", f"--entrypoint={argv[0]}", tag, *argv[1:])
+
+
+def size(bytes_: int) -> str:
+    return f"{bytes_ / 1e6:.0f} MB"
+
+
+def mounts(pod: dict[str, Any], spec: dict[str, Any], workdir: Path) -> list[str]:
+    """The writable mounts a container's manifest declares: an emptyDir becomes a tmpfs of
+    its size limit (one per container: no case here shares one between two containers); a
+    claimed volume becomes a directory of workdir owned as the pod's fsGroup makes it (shared
+    by the pod's containers, as the claim is)."""
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    options = []
+    for mount in spec.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            limit = re.fullmatch(r"(\d+)([KMG])i", volume["emptyDir"]["sizeLimit"])
+            assert limit, f"a size limit this tier cannot read: {volume}"
+            amount, unit = limit.groups()
+            options.append(f"--tmpfs={mount['mountPath']}:rw,exec,size={amount}{unit.lower()}")
+        elif "persistentVolumeClaim" in volume:
+            directory = workdir / "volumes" / mount["name"]
+            if not directory.exists():
+                directory.mkdir(parents=True)
+                group = pod["securityContext"]["fsGroup"]
+                subprocess.run(["chown", f"root:{group}", directory], check=True)
+                directory.chmod(0o2770)
+            options.append(f"--volume={directory}:{mount['mountPath']}")
+        else:
+            pytest.fail(f"a volume this tier cannot provide: {volume}")
+    return options
+
+
+def on_this_machine(
+    manifest_environment: dict[str, str], combination: dict[str, str], port: int
+) -> dict[str, str]:
+    """The manifests' environment with this machine's servers in place of the cluster's, and
+    a free port (the containers share the host's network)."""
+    environment = {**manifest_environment, "PORT": str(port)}
+    local = environment_for(combination, "container")
+    if "DATABASE_URL" in local:
+        environment["DATABASE_URL"] = local["DATABASE_URL"]
+    if "BROKER_URL" in manifest_environment:
+        environment.update({k: local[k] for k in ("BROKER_URL", "WORKER_QUEUE")})
+    return environment
+
+
+def run_flags(
+    pod: dict[str, Any], spec: dict[str, Any], environment: dict[str, str], workdir: Path
+) -> list[str]:
+    """`docker run` options for a manifest's container: its security context, mounts and
+    environment, on the host's network."""
+    context = spec["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert context["allowPrivilegeEscalation"] is False
+    env_file = workdir / f"{spec['name']}.env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in environment.items()))
+    return [
+        "--read-only",
+        "--cap-drop=ALL",
+        "--security-opt=no-new-privileges",
+        "--network=host",
+        f"--env-file={env_file}",
+        *mounts(pod, spec, workdir),
+    ]
+
+
+def wait_until_healthy(name: str) -> None:
+    deadline = time.monotonic() + HEALTHY_TIMEOUT
+    while time.monotonic() < deadline:
+        state = inspect(name)["State"]
+        assert state["Running"], f"{name} exited:\n{logs(name)}"
+        if state["Health"]["Status"] == "healthy":
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{name} not healthy in {HEALTHY_TIMEOUT}s: {state['Health']}\n{logs(name)}")
+
+
+def logs(name: str) -> str:
+    result = docker("logs", name, check=False)
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("combination", cases(COMBINATIONS))
+def test_the_image_builds_and_runs_as_the_manifests_run_it(
+    baked, containers: Containers, tmp_path: Path, record_property, combination: dict[str, str]
+) -> None:
+    project = baked(combination)
+    require_engine(project)
+    key = combination_id(combination)
+    # The README's first step: a lock file, which the image installs exactly.
+    run([*UV, "lock", "--quiet"], project, environment_for(combination))
+    tag = f"python-service-template-test/{key}:latest"
+    seconds = build(project, tag)
+
+    # The image: its user, its health check, no build tools, on a labelled stand-in base.
+    image = inspect(tag)
+    config = image["Config"]
+    assert config["User"] == "10001:10001"
+    assert in_image(tag, "id", "-u").stdout.strip() == "10001"
+    assert config["Healthcheck"]["Test"][:2] == ["CMD", "python"]
+    assert STAND_IN_LABEL in config["Labels"]
+    found = in_image(
+        tag,
+        "python",
+        "-c",
+        f"import shutil; print([c for c in {BUILD_TOOLS!r} if shutil.which(c)])",
+    )
+    assert found.stdout.strip() == "[]"
+    record_property("container image", f"{key}: {size(image['Size'])}, built in {seconds:.0f}s")
+
+    pod, web, manifest_environment = kubernetes_workload(project, "web")
+    assert pod["securityContext"]["runAsUser"] == 10001
+    port = free_port()
+    environment = on_this_machine(manifest_environment, combination, port)
+    if combination["database"] not in ("sqlite", "none"):
+        create = database_admin("create", environment["DATABASE_URL"])
+        run(create, tmp_path, environment_for(combination))
+        containers.cleanups.append(
+            (database_admin("drop", environment["DATABASE_URL"]), environment_for(combination))
+        )
+
+    # The pod's init container, then its web server.
+    if combination["database"] != "none":
+        (migrate,) = [c for c in pod["initContainers"] if c["name"] == "migrate"]
+        docker(
+            "run", "--rm", *run_flags(pod, migrate, environment, tmp_path), tag, *migrate["args"]
+        )
+    web_name = f"tmpl-container-{key}-web"
+    containers.names.append(web_name)
+    docker("rm", "--force", web_name, check=False)
+    docker(
+        "run",
+        "--detach",
+        f"--name={web_name}",
+        f"--health-interval={HEALTH_INTERVAL}",
+        *run_flags(pod, web, environment, tmp_path),
+        tag,
+        *web["args"],
+    )
+    wait_until_healthy(web_name)
+    # It runs as the image's user, and cannot write its root filesystem.
+    assert docker("exec", web_name, "id", "-u").stdout.strip() == "10001"
+    assert docker("exec", web_name, "touch", "/app/written", check=False).returncode != 0
+    service = Service(f"http://127.0.0.1:{port}", tmp_path / "none.log", environment, "")
+    assert service.get("/health/live").json() == {"status": "ok"}
+    assert service.get("/health/ready").status == 200
+    if combination["database"] == "none":
+        return
+    item = service.request("POST", "/items", {"name": "built and run"})
+    assert item.status == 201, item.body
+    assert service.get(f"/items/{item.json()['id']}").json()["name"] == "built and run"
+    if combination["worker"] == "none":
+        return
+
+    # The worker's Deployment: its own pod, the web server's database and broker.
+    pod, worker, manifest_environment = kubernetes_workload(project, "worker", "worker")
+    worker_environment = on_this_machine(manifest_environment, combination, port)
+    worker_name = f"tmpl-container-{key}-worker"
+    containers.names.append(worker_name)
+    docker("rm", "--force", worker_name, check=False)
+    docker(
+        "run",
+        "--detach",
+        f"--name={worker_name}",
+        *run_flags(pod, worker, worker_environment, tmp_path),
+        tag,
+        *worker["args"],
+    )
+    queued = service.request("POST", f"/items/{item.json()['id']}/process")
+    assert queued.status == 202, queued.body
+    deadline = time.monotonic() + PROCESSING_TIMEOUT
+    while (processed := service.get(f"/items/{item.json()['id']}").json())["status"] != "done":
+        assert inspect(worker_name)["State"]["Running"], logs(worker_name)
+        if time.monotonic() > deadline:
+            pytest.fail(f"not processed in {PROCESSING_TIMEOUT}s:\n{logs(worker_name)}")
+        time.sleep(0.5)
+    assert processed["word_count"] == 3
+
+    # Its liveness probe passes in its container, and fails where no worker beats.
+    probe = worker["livenessProbe"]["exec"]["command"]
+    deadline = time.monotonic() + PROCESSING_TIMEOUT
+    while docker("exec", worker_name, *probe, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{probe} did not pass in {PROCESSING_TIMEOUT}s:\n{logs(worker_name)}")
+        time.sleep(1)
+    assert docker("exec", web_name, *probe, check=False).returncode != 0
