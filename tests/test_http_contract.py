@@ -172,7 +172,7 @@ class Services:
             WEB_CONCURRENCY="2",
             LOG_LEVEL="INFO",
         )
-        if combination["worker"] != "none":
+        if combination.get("worker", "none") != "none":
             environment["WORKER_HEARTBEAT_FILE"] = str(workdir / "worker-heartbeat")
         if combination["database"] == "sqlite":
             environment["DATABASE_URL"] = f"sqlite:///{workdir / 'app.db'}"
@@ -190,7 +190,7 @@ class Services:
         self.processes.append(process)
         service = Service(f"http://127.0.0.1:{port}", log, environment, command)
         self._wait_until_answering(service, process, ready=reachable)
-        if reachable and combination["worker"] != "none":
+        if reachable and combination.get("worker", "none") != "none":
             # The worker: the same command, environment and database as the service.
             with (workdir / "worker.log").open("wb") as output:
                 self.processes.append(
