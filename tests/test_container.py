@@ -79,6 +79,13 @@ class Containers:
     names: list[str] = field(default_factory=list)
     cleanups: list[tuple[list[str], dict[str, str]]] = field(default_factory=list)
 
+    def start(self, name: str, *arguments: str) -> None:
+        """`docker run --detach` a container of this name (one a failed run left behind is
+        replaced), to be removed when the case ends."""
+        self.names.append(name)
+        docker("rm", "--force", name, check=False)
+        docker("run", "--detach", f"--name={name}", *arguments)
+
     def remove_all(self) -> None:
         if self.names:
             docker("rm", "--force", *self.names, check=False)
@@ -249,12 +256,8 @@ def test_the_image_builds_and_runs_as_the_manifests_run_it(
             "run", "--rm", *run_flags(pod, migrate, environment, tmp_path), tag, *migrate["args"]
         )
     web_name = f"tmpl-container-{key}-web"
-    containers.names.append(web_name)
-    docker("rm", "--force", web_name, check=False)
-    docker(
-        "run",
-        "--detach",
-        f"--name={web_name}",
+    containers.start(
+        web_name,
         f"--health-interval={HEALTH_INTERVAL}",
         *run_flags(pod, web, environment, tmp_path),
         tag,
@@ -279,15 +282,8 @@ def test_the_image_builds_and_runs_as_the_manifests_run_it(
     pod, worker, manifest_environment = kubernetes_workload(project, "worker", "worker")
     worker_environment = on_this_machine(manifest_environment, combination, port)
     worker_name = f"tmpl-container-{key}-worker"
-    containers.names.append(worker_name)
-    docker("rm", "--force", worker_name, check=False)
-    docker(
-        "run",
-        "--detach",
-        f"--name={worker_name}",
-        *run_flags(pod, worker, worker_environment, tmp_path),
-        tag,
-        *worker["args"],
+    containers.start(
+        worker_name, *run_flags(pod, worker, worker_environment, tmp_path), tag, *worker["args"]
     )
     queued = service.request("POST", f"/items/{item.json()['id']}/process")
     assert queued.status == 202, queued.body
