@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import keyword
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -274,6 +275,103 @@ def template_choices(answers: Answers, template_context: Mapping[str, Any]) -> d
     return choices_of(template_context)
 
 
+# Cookiecutter applies a user config's default_context in order and, at the first choice value
+# that is not one of the choices (`framework: Flask`, or `python_version: 3.12`, which YAML
+# reads as a number), only warns and leaves that key and every key after it at the template's
+# defaults: the bake would silently differ from what the config asked. The answers cannot show
+# it, so the hook reads the config again, where the command it was given can be known: the
+# cookiecutter command or `cruft create` that runs this hook (its parent process, on Linux).
+# A replay and `cruft update` take every answer from elsewhere; the API passes no command line.
+COMMANDS_THAT_READ_DEFAULTS = {"cookiecutter": (), "cruft": ("create",)}
+REPLAY_OPTIONS = ("--replay", "--replay-file")
+USER_CONFIG = Path("~/.cookiecutterrc")
+
+
+def parent_arguments(pid: int) -> list[str] | None:
+    """The command line of a process, where the platform shows it."""
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return [argument.decode(errors="replace") for argument in arguments if argument]
+
+
+def command_options(arguments: list[str]) -> list[str] | None:
+    """The options after the program's name, if the program reads a config's defaults."""
+    for index, argument in enumerate(arguments):
+        name = Path(argument).name
+        after_interpreter = index == 0 or not arguments[index - 1].startswith("-")
+        if name in COMMANDS_THAT_READ_DEFAULTS and (
+            after_interpreter or arguments[index - 1] == "-m"
+        ):
+            options = arguments[index + 1 :]
+            subcommands = COMMANDS_THAT_READ_DEFAULTS[name]
+            if subcommands and not (options and options[0] in subcommands):
+                return None
+            return options
+    return None
+
+
+def option_value(options: list[str], name: str) -> str | None:
+    for index, option in enumerate(options):
+        if option == name and index + 1 < len(options):
+            return options[index + 1]
+        if option.startswith(f"{name}="):
+            return option.partition("=")[2]
+    return None
+
+
+def config_file_read(options: list[str], environment: Mapping[str, str]) -> Path | None:
+    """The user config these options make cookiecutter read (as cookiecutter.config finds it).
+    A relative path is taken from where the command was started, as the shell's PWD tells:
+    cookiecutter has moved into the template by the time its hooks run."""
+    if "--default-config" in options or "-d" in options:
+        return None
+    given = option_value(options, "--config-file") or environment.get("COOKIECUTTER_CONFIG")
+    if given:
+        return Path(environment.get("PWD", ".")) / Path(given).expanduser()
+    user_config = USER_CONFIG.expanduser()
+    return user_config if user_config.is_file() else None
+
+
+def config_defaults(config: Path) -> Mapping[str, Any]:
+    from cookiecutter.config import get_config  # the parser cookiecutter itself used
+
+    try:
+        return get_config(str(config)).get("default_context") or {}
+    except Exception:  # cookiecutter has already reported a config it cannot read
+        return {}
+
+
+def check_config_defaults(
+    config: Path, defaults: Mapping[str, Any], choices: Mapping[str, list[str]]
+) -> Iterator[Violation]:
+    options = list(defaults)
+    for position, (option, value) in enumerate(defaults.items()):
+        if option in choices and value not in choices[option]:
+            as_text = f' (a number there: write "{value}")' if str(value) in choices[option] else ""
+            dropped = ", ".join(options[position + 1 :])
+            yield Violation(
+                option,
+                value,
+                f"in default_context of {config}, must be exactly one of "
+                f"{', '.join(choices[option])}{as_text}; cookiecutter ignored it"
+                + (f" and the defaults after it ({dropped})" if dropped else ""),
+            )
+
+
+def config_violations(choices: Mapping[str, list[str]]) -> list[Violation]:
+    """What is wrong with the defaults of the user config the running command read."""
+    arguments = parent_arguments(os.getppid())
+    options = command_options(arguments) if arguments else None
+    if options is None or any(option in REPLAY_OPTIONS for option in options):
+        return []
+    config = config_file_read(options, os.environ)
+    if config is None or not config.is_file():
+        return []
+    return list(check_config_defaults(config, config_defaults(config), choices))
+
+
 def violations(answers: Answers, choices: Mapping[str, list[str]]) -> list[Violation]:
     found = list(check_choices(answers, choices))
     for rule in RULES:
@@ -290,7 +388,8 @@ def report(found: list[Violation]) -> str:
 
 
 def main(answers: Answers, template_context: Mapping[str, Any]) -> int:
-    found = violations(answers, template_choices(answers, template_context))
+    choices = template_choices(answers, template_context)
+    found = config_violations(choices) + violations(answers, choices)
     if found:
         print(report(found), file=sys.stderr)
         return 1

@@ -211,6 +211,85 @@ def test_config_file_answers_are_validated_the_same_way(workdir: Path) -> None:
     assert list((workdir / "out").iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("defaults", "message"),
+    [
+        (
+            "python_version: 3.12\n  framework: flask\n  database: postgresql\n",
+            "python_version = 3.12: in default_context of {config}, must be exactly one of "
+            '3.13, 3.12, 3.11 (a number there: write "3.12"); cookiecutter ignored it and the '
+            "defaults after it (framework, database)",
+        ),
+        (
+            "framework: Flask\n  database: postgresql\n",
+            "framework = 'Flask': in default_context of {config}, must be exactly one of "
+            "fastapi, flask, django; cookiecutter ignored it and the defaults after it "
+            "(database)",
+        ),
+    ],
+    ids=["a-number", "a-misspelt-choice"],
+)
+def test_a_config_file_choice_cookiecutter_would_drop_stops_the_bake(
+    workdir: Path, defaults: str, message: str
+) -> None:
+    # Cookiecutter only warns about such a value and bakes the template's defaults for it and
+    # every key after it (FastAPI on SQLite instead of Flask on PostgreSQL): the hook, which
+    # cannot see the dropped answers, reads the config the command was given again.
+    config = workdir / "team.yaml"
+    config.write_text(f"replay_dir: {workdir / '.replay'}\ndefault_context:\n  {defaults}")
+    # Relative to where the command was started, as a user writes it.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            "--no-input",
+            str(TEMPLATE),
+            "-o",
+            "out",
+            "--config-file",
+            "team.yaml",
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "PWD": str(workdir)},
+    )
+    assert result.returncode == 1
+    assert f"  - {message.format(config=config)}\n" in result.stderr
+    assert list((workdir / "out").iterdir()) == []
+
+
+def test_the_user_config_defaults_are_held_to_the_choices_too(workdir: Path) -> None:
+    # The user config named by COOKIECUTTER_CONFIG (or ~/.cookiecutterrc) feeds the same
+    # default_context, with the same hole.
+    config = workdir / "none.yaml"
+    config.write_text(config.read_text() + "default_context:\n  database: Postgres\n")
+    result = run_cookiecutter("-o", "out", cwd=workdir)
+    assert result.returncode == 1
+    assert (
+        f"database = 'Postgres': in default_context of {config}, must be exactly one of "
+        "sqlite, postgresql, mysql, none; cookiecutter ignored it\n" in result.stderr
+    )
+    assert list((workdir / "out").iterdir()) == []
+    # --default-config reads no user config: nothing to hold against the bake.
+    assert run_cookiecutter("-o", "out", "--default-config", cwd=workdir).returncode == 0
+
+
+def test_valid_config_file_choices_are_taken(workdir: Path) -> None:
+    config = workdir / "team.yaml"
+    config.write_text(
+        f"replay_dir: {workdir / '.replay'}\n"
+        'default_context:\n  python_version: "3.12"\n  framework: flask\n  database: postgresql\n'
+    )
+    result = run_cookiecutter("-o", "out", "--config-file", str(config), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    pyproject = (workdir / "out" / "my-service" / "pyproject.toml").read_text()
+    assert '"flask' in pyproject
+    assert '"psycopg' in pyproject
+
+
 def test_unknown_choice_on_the_command_line_names_the_choices(workdir: Path) -> None:
     # Refused by cookiecutter itself, before any hook runs; nothing is written.
     result = run_cookiecutter("-o", "out", "database=oracle", cwd=workdir)
