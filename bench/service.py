@@ -8,7 +8,7 @@ the time each takes from start to ready. Loopback only, bounded duration.
 
 Load generator: wrk where it is installed (Debian: apt-get install wrk), else a Python one
 (tests/loadgen.py), which saturates sooner; the table says which. Writes
-bench/results/service.md.
+bench/results/service-DATABASE.md.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 import common
 
 WORKERS = 2
+# The databases the benchmark runs on, with the title of each one's table in the README.
+DATABASE_TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 ENDPOINTS = ("/items/{id}", "/health/ready")
 STARTUP_TIMEOUT = 120
 
@@ -276,7 +278,7 @@ def start_baseline(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--database", choices=list(DATABASE_TITLES), default="sqlite")
     parser.add_argument("--seconds", type=float, default=10, help="load per request and app")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--frameworks", nargs="*", help="default: every one the template offers")
@@ -357,7 +359,8 @@ def main() -> None:
         f"python bench/service.py --database {arguments.database} "
         f"--seconds {arguments.seconds:.0f} --connections {arguments.connections}"
     )
-    common.write_result(f"service-{arguments.database}", "Service", command, body)
+    title = f"Service on {DATABASE_TITLES[arguments.database]}"
+    common.write_result(f"service-{arguments.database}", title, command, body)
 
 
 if __name__ == "__main__":
