@@ -3,12 +3,15 @@ valid combinations, and baking. Fixtures are in conftest.py."""
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -163,6 +166,14 @@ BROKER_URLS = {
 }
 
 
+# One mypy cache for every project this test process checks: most of a cold run is the
+# libraries' stubs, the same files in every project's environment (uv links them from its
+# cache), and mypy takes a cached module whose path differs once its hash matches. One per
+# process: mypy does not share a cache between processes that write it at once.
+MYPY_CACHE = Path(tempfile.mkdtemp(prefix="template-tests-mypy-"))
+atexit.register(shutil.rmtree, MYPY_CACHE, ignore_errors=True)
+
+
 def environment_for(combination: dict[str, str], purpose: str = "tests") -> dict[str, str]:
     """The environment to install and run a baked project in, with a database of its own."""
     environment = {
@@ -174,6 +185,7 @@ def environment_for(combination: dict[str, str], purpose: str = "tests") -> dict
     }
     # Never download an interpreter: use the one running these tests.
     environment.update({"UV_PYTHON_DOWNLOADS": "never", "UV_PYTHON": sys.executable})
+    environment["MYPY_CACHE_DIR"] = str(MYPY_CACHE)
     if combination["database"] in SERVER_URLS:
         # Unique per combination and per run: parallel runs on one server do not collide.
         name = f"tmpl_{purpose}_{combination_id(combination).replace('-', '_')}_{os.getpid()}"
