@@ -221,7 +221,7 @@ def measure(url: str, item_id: int, seconds: float, connections: int) -> dict[st
 def services_class() -> type:
     """The contract suite's services, keeping what the benchmark needs to start a minimal
     app beside each: its project, environment and folder, and its time to ready."""
-    from test_http_contract import Service, Services
+    from services import Service, Services
 
     class TimedServices(Services):
         def __init__(self, root: Path) -> None:
@@ -284,7 +284,7 @@ def main() -> None:
     parser.add_argument("--frameworks", nargs="*", help="default: every one the template offers")
     arguments = parser.parse_args()
     from harness import CHOICES
-    from test_http_contract import free_port
+    from services import free_port
 
     generator = "wrk" if shutil.which("wrk") else "a Python load generator (tests/loadgen.py)"
     rows, startup_rows = [], []

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from harness import VALID_COMBINATIONS, bake, combination_id
-
-Baker = Callable[..., Path]
+from harness import VALID_COMBINATIONS, Baker, bake, combination_id
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,6 +48,14 @@ HOOK_WRITTEN = {".env", "deploy/k8s/overlays/dev/secrets.env"}
 MATRIX = ("framework", "database", "worker", "broker")
 # A choice that means nothing unless another one has a value: (choice, unless, value).
 IGNORED = (("broker", "worker", "none"),)
+
+
+# Bakes a combination (with extra answers) and returns the project: the `baked` fixture.
+Baker = Callable[..., Path]
+
+# The longest project name the static checks and the artifacts bake with: the names derived
+# from it (slug, package, Kubernetes objects) are at their limits.
+LONGEST_NAME = "Customer Order Fulfilment and Billing Reconciliation Gateway 2"
 
 
 def answers_for(**extra: Any) -> dict[str, Any]:

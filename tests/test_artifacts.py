@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 import yaml
-from test_static_checks import LONGEST_NAME
 
 from harness import (
     COOKIECUTTER_JSON,
+    LONGEST_NAME,
     REQUIRE_SERVICES,
     TEMPLATE,
     UV,

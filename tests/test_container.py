@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from container_engine import STAND_IN_LABEL, base_images, docker, problem
 from test_deploy_commands import kubernetes_workload
 
+from container_engine import STAND_IN_LABEL, base_images, docker, problem
 from harness import (
     REQUIRE_SERVICES,
     UV,
@@ -36,7 +36,7 @@ from harness import (
     environment_for,
     run,
 )
-from test_http_contract import Service, cases, database_admin, free_port
+from services import Service, cases, database_admin, free_port
 
 pytestmark = pytest.mark.container
 

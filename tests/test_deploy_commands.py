@@ -34,7 +34,7 @@ from harness import (
     one_database_per_worker,
     run,
 )
-from test_http_contract import Service, Services, cases, free_port
+from services import Service, Services, cases, free_port
 
 pytestmark = pytest.mark.real
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from terminal import run_in_terminal
-
 from harness import COOKIECUTTER_JSON, TEMPLATE
+from terminal import run_in_terminal
 
 LABELS = COOKIECUTTER_JSON["__prompts__"]
 OPTIONS = [option for option in COOKIECUTTER_JSON if not option.startswith("_")]

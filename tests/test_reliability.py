@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from harness import CHOICES, VALID_COMBINATIONS, combination_id, environment_for
 from loadgen import run_load
-from test_http_contract import Service, Services, cases, free_port, wait_until_processed
+from services import Service, Services, cases, free_port, wait_until_processed
 
 pytestmark = pytest.mark.real
 

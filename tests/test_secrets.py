@@ -9,9 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Baker
 
-from harness import CHOICES, HOOK_WRITTEN, POST_GEN, VALID_COMBINATIONS, combination_id
+from harness import CHOICES, HOOK_WRITTEN, POST_GEN, VALID_COMBINATIONS, Baker, combination_id
 
 # Names that hold a secret, assigned a literal value in any of the project's file formats
 # (KEY=value, KEY: value, "key": "value", key = "value").

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from harness import (
+    LONGEST_NAME,
     PROJECT_CHECKS,
     TEMPLATE,
     VALID_COMBINATIONS,
@@ -22,7 +23,6 @@ from harness import (
 
 # Rendered names change line lengths, and so how ruff would format a line: check the
 # defaults and the longest names allowed (a 63-character slug and package).
-LONGEST_NAME = "Customer Order Fulfilment and Billing Reconciliation Gateway 2"
 NAMES = {"default-names": {}, "longest-names": {"project_name": LONGEST_NAME}}
 
 

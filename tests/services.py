@@ -1,0 +1,232 @@
+"""Running baked projects as services: each combination installed once, started with its own
+production commands (migrate, serve, worker) on a free port and configured by the environment
+alone, and a client for the HTTP it answers. The HTTP contract, the deployment commands, the
+reliability checks, the container tier and the service benchmark all run services this way.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from harness import UV, bake, combination_id, environment_for, run
+
+# Seconds a worker may take to process an item queued through the API.
+PROCESSING_TIMEOUT = 30
+STARTUP_TIMEOUT = 60
+REQUEST_TIMEOUT = 15
+
+
+def database_admin(action: str, database_url: str) -> list[str]:
+    """The command that drops the database a URL names and, to create, makes it anew: the
+    server's own client, whatever driver and framework the project uses."""
+    url = urlsplit(database_url)
+    database = url.path.removeprefix("/")
+    statements = [f"DROP DATABASE IF EXISTS {database}"]
+    if action == "create":
+        statements.append(f"CREATE DATABASE {database}")
+    if url.scheme.startswith("postgres"):
+        # One -c per statement: psql runs them one by one, outside a transaction.
+        maintenance = url._replace(scheme="postgresql", path="/postgres").geturl()
+        return ["psql", "--quiet", "--no-psqlrc", maintenance, *(f"-c{s}" for s in statements)]
+    credentials = [f"--user={url.username}"]
+    if url.password:
+        credentials.append(f"--password={url.password}")
+    return [
+        "mariadb",
+        f"--host={url.hostname}",
+        f"--port={url.port}",
+        *credentials,
+        f"--execute={'; '.join(statements)}",
+    ]
+
+
+def cases(combinations: list[dict[str, str]]) -> list[Any]:
+    return [pytest.param(c, id=combination_id(c)) for c in combinations]
+
+
+@dataclass
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+    def json(self) -> Any:
+        assert self.content_type.startswith("application/json"), (self.status, self.body)
+        return json.loads(self.body)
+
+
+@dataclass
+class Service:
+    url: str
+    log: Path
+    environment: dict[str, str]
+    command: str
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
+    ) -> Response:
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+                return Response(
+                    response.status, response.headers["Content-Type"] or "", response.read()
+                )
+        except urllib.error.HTTPError as error:
+            return Response(error.code, error.headers["Content-Type"] or "", error.read())
+
+    def get(self, path: str) -> Response:
+        return self.request("GET", path)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def unreachable(database_url: str, workdir: Path) -> str:
+    if database_url.startswith("sqlite"):
+        return f"sqlite:///{workdir / 'missing' / 'app.db'}"
+    # The same server on port 1, where nothing listens.
+    server, _, database = database_url.rpartition("/")
+    return f"{server.rsplit(':', 1)[0]}:1/{database}"
+
+
+class Services:
+    """Installs each combination once and starts its services on demand. A test process runs
+    one combination (an xdist group) at a time: starting another stops the ones before, so
+    that idle services do not pile up."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.combination = ""
+        self.running: dict[str, Service] = {}
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.cleanups: list[tuple[list[str], dict[str, str]]] = []
+
+    def start(self, combination: dict[str, str], *, reachable: bool) -> Service:
+        if combination_id(combination) != self.combination:
+            self.stop_all()
+            self.combination = combination_id(combination)
+        key = f"{combination_id(combination)}-{'up' if reachable else 'unreachable'}"
+        if key not in self.running:
+            self.running[key] = self._start(combination, key, reachable=reachable)
+        return self.running[key]
+
+    def _install(self, combination: dict[str, str]) -> tuple[Path, dict[str, str]]:
+        workdir = self.root / combination_id(combination)
+        if not workdir.exists():
+            workdir.mkdir()
+            project = bake(workdir, **combination)
+            run([*UV, "sync", "--quiet", "--no-dev"], project, environment_for(combination))
+        return next(p for p in workdir.iterdir() if p.is_dir()), environment_for(
+            combination, "contract"
+        )
+
+    def _start(self, combination: dict[str, str], key: str, *, reachable: bool) -> Service:
+        project, environment = self._install(combination)
+        command = str(project / ".venv" / "bin" / project.name)
+        workdir = self.root / key  # no .env here: the environment alone configures it
+        workdir.mkdir(exist_ok=True)
+        port = free_port()
+        environment.update(
+            ENVIRONMENT="production",
+            SECRET_KEY=secrets.token_urlsafe(32),
+            HOST="127.0.0.1",
+            PORT=str(port),
+            WEB_CONCURRENCY="2",
+            LOG_LEVEL="INFO",
+        )
+        if combination.get("worker", "none") != "none":
+            environment["WORKER_HEARTBEAT_FILE"] = str(workdir / "worker-heartbeat")
+        if combination["database"] == "sqlite":
+            environment["DATABASE_URL"] = f"sqlite:///{workdir / 'app.db'}"
+        if "DATABASE_URL" in environment:
+            if reachable:
+                self._create_database(project, environment)
+                run([command, "migrate"], workdir, environment)
+            else:
+                environment["DATABASE_URL"] = unreachable(environment["DATABASE_URL"], workdir)
+        log = workdir / "service.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [command, "serve"], cwd=workdir, env=environment, stdout=output, stderr=output
+            )
+        self.processes.append(process)
+        service = Service(f"http://127.0.0.1:{port}", log, environment, command)
+        self._wait_until_answering(service, process, ready=reachable)
+        if reachable and combination.get("worker", "none") != "none":
+            # The worker: the same command, environment and database as the service.
+            with (workdir / "worker.log").open("wb") as output:
+                self.processes.append(
+                    subprocess.Popen(
+                        [command, "worker"],
+                        cwd=workdir,
+                        env=environment,
+                        stdout=output,
+                        stderr=output,
+                    )
+                )
+        return service
+
+    def _create_database(self, project: Path, environment: dict[str, str]) -> None:
+        if environment["DATABASE_URL"].startswith("sqlite"):
+            return
+        run(database_admin("create", environment["DATABASE_URL"]), project, environment)
+        self.cleanups.append((database_admin("drop", environment["DATABASE_URL"]), environment))
+
+    @staticmethod
+    def _wait_until_answering(
+        service: Service, process: subprocess.Popen[bytes], *, ready: bool
+    ) -> None:
+        path = "/health/ready" if ready else "/health/live"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"service exited:\n{service.log.read_text()}"
+            try:
+                if service.get(path).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"{path} did not answer 200 in {STARTUP_TIMEOUT}s:\n{service.log.read_text()}")
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for command, environment in self.cleanups:
+            subprocess.run(command, env=environment, check=False, capture_output=True)
+        self.running, self.processes, self.cleanups = {}, [], []
+
+
+def wait_until_processed(
+    service: Service, item_id: int, timeout: float = PROCESSING_TIMEOUT
+) -> Any:
+    """The item once the worker has processed it; the worker's log if it does not in time."""
+    deadline = time.monotonic() + timeout
+    while (item := service.get(f"/items/{item_id}").json())["status"] != "done":
+        if time.monotonic() > deadline:
+            worker_log = service.log.with_name("worker.log").read_text()
+            pytest.fail(f"item {item_id} not processed in {timeout}s; worker log:\n{worker_log}")
+        time.sleep(0.2)
+    return item
