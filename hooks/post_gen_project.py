@@ -77,7 +77,7 @@ def is_a_copy_to_compare(project: Path, answers: Mapping[str, Any]) -> bool:
     twice in `cruft update`): no one reads next steps there, and in `cruft diff` they would
     corrupt the patch it prints.
 
-    cruft sets no flag, but tells itself apart twice: it calls cookiecutter's generate_files
+    cruft sets no flag, but shows itself in two ways: it calls cookiecutter's generate_files
     itself, so the answers lack the `_output_dir` that cookiecutter's own entry point
     records, and for a comparison (not for `cruft create`) it bakes into a fresh
     tempfile.TemporaryDirectory, where no one creates a project to keep.
