@@ -7,7 +7,8 @@ tracked, tidies up, and says what to do next:
 - ``.env`` from ``.env.example``, and the development cluster's secrets file from its
   example, each placeholder secret replaced by a fresh random one;
 - directories left empty by the file choice are removed;
-- the next steps are printed.
+- the next steps are printed, for a new project only: not when cruft bakes a copy to
+  compare the project with (``cruft diff``, ``cruft update``).
 
 No network, no installs, no git. Safe to run twice: an existing ``.env`` is kept.
 """
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,6 +68,29 @@ def prune_empty_directories(project: Path) -> None:
             directory.rmdir()
 
 
+# The name Python's tempfile gives a temporary directory: "tmp" and 8 random characters.
+TEMPORARY_DIRECTORY_NAME = re.compile(r"tmp[a-z0-9_]{8}")
+
+
+def is_a_copy_to_compare(project: Path, answers: Mapping[str, Any]) -> bool:
+    """Whether cruft bakes this copy only to compare the project with (`cruft diff`, and
+    twice in `cruft update`): no one reads next steps there, and in `cruft diff` they would
+    corrupt the patch it prints.
+
+    cruft sets no flag, but shows itself in two ways: it calls cookiecutter's generate_files
+    itself, so the answers lack the `_output_dir` that cookiecutter's own entry point
+    records, and for a comparison (not for `cruft create`) it bakes into a fresh
+    tempfile.TemporaryDirectory, where no one creates a project to keep.
+    """
+    if "_output_dir" in answers:
+        return False
+    parent = project.resolve().parent
+    return (
+        parent.parent == Path(tempfile.gettempdir()).resolve()
+        and TEMPORARY_DIRECTORY_NAME.fullmatch(parent.name) is not None
+    )
+
+
 def next_steps(answers: Mapping[str, Any]) -> str:
     slug = answers["project_slug"]
     steps = [f"cd {slug}"]
@@ -85,7 +111,8 @@ def main(answers: Mapping[str, Any]) -> int:
     for example, target in SECRET_FILES:
         write_secret_file(project, example, target)
     prune_empty_directories(project)
-    print(next_steps(answers))
+    if not is_a_copy_to_compare(project, answers):
+        print(next_steps(answers))
     return 0
 
 

@@ -8,6 +8,7 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,6 +137,15 @@ def isolated_config(output_dir: Path) -> Path:
         f"replay_dir: {output_dir.parent / '.replay'}\n"
     )
     return config
+
+
+def requirements_pin(name: str) -> str:
+    """The version requirements.txt pins a package to."""
+    pin = re.search(
+        rf"^{re.escape(name)}==(\S+)$", (TEMPLATE / "requirements.txt").read_text(), re.M
+    )
+    assert pin, f"requirements.txt pins no {name}"
+    return pin[1]
 
 
 def files_of(project: Path) -> dict[str, bytes]:

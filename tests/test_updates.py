@@ -1,33 +1,58 @@
 """Updates: a project created with cruft learns that the template moved on (`cruft check`),
-takes the change with `cruft update` while keeping its own edits, and ends up as a fresh
-bake of the new template would be. Offline: the template is a local git repository."""
+takes the change with `cruft update` at its prompt, as the generated README gives it, keeps
+its own edits, resolves a conflict, and ends up as a fresh bake of the new template would be.
+
+The template is a local git repository. The README's cruft runs through uvx, which builds
+cruft's environment from PyPI the first time and from uv's cache after that: a run without
+the registry and without that cache fails, saying so."""
 
 from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from harness import COOKIECUTTER_JSON, HOOK_WRITTEN, TEMPLATE, files_of
+from harness import (
+    COOKIECUTTER_JSON,
+    HOOK_WRITTEN,
+    TEMPLATE,
+    UV,
+    files_of,
+    requirements_pin,
+)
 
 ANSWERS = {"framework": "flask", "database": "postgresql", "ci": "gitlab"}
 CRUFT = [sys.executable, "-m", "cruft"]
-GIT_IDENTITY = {
+ENVIRONMENT = {
+    **os.environ,
     "GIT_AUTHOR_NAME": "Template Tests",
     "GIT_AUTHOR_EMAIL": "tests@example.com",
     "GIT_COMMITTER_NAME": "Template Tests",
     "GIT_COMMITTER_EMAIL": "tests@example.com",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    # uvx builds cruft's environment with the interpreter running these tests; never a
+    # downloaded one.
+    "UV_PYTHON": sys.executable,
+    "UV_PYTHON_DOWNLOADS": "never",
 }
+# The command both READMEs run cruft with, defined once in each as a shell alias.
+CRUFT_ALIAS = re.compile(r"^alias cruft='(uvx [^']+)'$", re.MULTILINE)
+# What a terminal shows besides text: colours and cursor movement.
+TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
 
 def sh(*command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         command,
         cwd=cwd,
-        env={**os.environ, **GIT_IDENTITY, "GIT_CONFIG_GLOBAL": os.devnull},
+        env=ENVIRONMENT,
         capture_output=True,
         text=True,
         check=False,
@@ -46,14 +71,15 @@ def commit_all(repository: Path, message: str) -> str:
 
 def template_repository(directory: Path) -> Path:
     """A git repository of a copy of this template, as a registry would hold it."""
-    ignored = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache")
+    ignored = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", ".cache")
     shutil.copytree(TEMPLATE, directory, ignore=ignored)
     sh("git", "init", "--quiet", "--initial-branch", "main", cwd=directory)
     return directory
 
 
-def cruft_create(template: Path, output: Path) -> Path:
-    sh(
+def cruft_create(template: Path, output: Path) -> tuple[Path, str]:
+    """The project cruft creates, and what it printed."""
+    created = sh(
         *CRUFT,
         "create",
         str(template),
@@ -67,7 +93,7 @@ def cruft_create(template: Path, output: Path) -> Path:
         cwd=output.parent,
     )
     [project] = output.iterdir()
-    return project
+    return project, created.stdout
 
 
 def change_the_template(template: Path) -> None:
@@ -92,17 +118,92 @@ def answers_file(project: Path) -> dict:
     return json.loads((project / ".cruft.json").read_text())
 
 
+def banner(project: Path) -> str:
+    """The post-generation hook's next steps."""
+    return f"Generated {project.name}. Next steps:"
+
+
+def readme_cruft(readme: Path) -> list[str]:
+    """The README's cruft command (`uvx ...`), as uv from requirements.txt runs it."""
+    alias = CRUFT_ALIAS.search(readme.read_text())
+    assert alias, f"{readme} defines no `alias cruft='uvx ...'`"
+    uvx, *arguments = shlex.split(alias[1])
+    assert uvx == "uvx"
+    return [*UV, "tool", "run", *arguments]
+
+
+def run_readme_cruft(command: list[str], cwd: Path) -> str:
+    """What the README's cruft command prints, its environment built from uv's cache, or
+    where that lacks it (the first run), from the registry."""
+    for environment in ({**ENVIRONMENT, "UV_OFFLINE": "1"}, ENVIRONMENT):
+        result = subprocess.run(
+            command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
+        )
+        if result.returncode == 0:
+            return result.stdout
+    raise AssertionError(
+        f"{' '.join(command)} failed (uvx builds cruft's environment from the registry, "
+        f"where uv's cache lacks it):\n{result.stdout}{result.stderr}"
+    )
+
+
+def answer_at_the_prompt(
+    command: list[str], cwd: Path, prompt: str, answer: str
+) -> tuple[int, str]:
+    """Run command on a terminal of its own and type answer when prompt shows, as a person
+    does: its exit status and what the terminal showed (as text, without colours)."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        # Offline: run_readme_cruft has built the environment.
+        env={**ENVIRONMENT, "UV_OFFLINE": "1"},
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    shown, answered = b"", False
+    try:
+        while True:
+            ready, _, _ = select.select([controller], [], [], 300)
+            assert ready, f"{command} stopped showing anything:\n{shown.decode()}"
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # The terminal is gone: the command ended.
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not answered and prompt.encode() in shown:
+                os.write(controller, f"{answer}\n".encode())
+                answered = True
+    except BaseException:
+        process.kill()
+        raise
+    finally:
+        os.close(controller)
+        status = process.wait(timeout=60)
+    return status, TERMINAL_CONTROL.sub("", shown.decode(errors="replace"))
+
+
 def test_cruft_keeps_a_project_current_with_the_template(tmp_path: Path) -> None:
-    # One story, told once: it takes a template repository, three bakes and an update.
+    # One story, told once: it takes a template repository, three bakes and an update, run
+    # as the generated README gives the commands, the update answered at its prompt.
     template = template_repository(tmp_path / "template")
     commit_all(template, "The release the project is made from")
     (tmp_path / "old").mkdir()
-    project = cruft_create(template, tmp_path / "old")
+    project, created = cruft_create(template, tmp_path / "old")
+    # A new project is told what to do next.
+    assert banner(project) in created
     sh("git", "init", "--quiet", cwd=project)
     commit_all(project, "Generated")
     readme = project / "README.md"
     readme.write_text(readme.read_text() + "\n## Our own notes\n\nKept across updates.\n")
-    commit_all(project, "Our own edit")
+    # The template adds lines at the end of .gitignore too: a conflict.
+    gitignore = project / ".gitignore"
+    gitignore.write_text(gitignore.read_text() + "\n# Our own\n.tox/\n")
+    commit_all(project, "Our own edits")
     assert sh(*CRUFT, "check", cwd=project, check=False).returncode == 0
 
     change_the_template(template)
@@ -110,15 +211,64 @@ def test_cruft_keeps_a_project_current_with_the_template(tmp_path: Path) -> None
     # `cruft check` reports the project out of date.
     assert sh(*CRUFT, "check", cwd=project, check=False).returncode != 0
 
-    sh(*CRUFT, "update", "--skip-apply-ask", "--checkout", "main", cwd=project)
-    # The change is applied cleanly and the project's own edit is kept.
-    assert sh(*CRUFT, "check", cwd=project, check=False).returncode == 0
-    assert not list(project.rglob("*.rej")), "a change did not apply cleanly"
+    # Both READMEs run the same cruft, pinned as requirements.txt pins it.
+    cruft = readme_cruft(readme)
+    alias = f"alias cruft='uvx --with typer=={requirements_pin('typer')} "
+    alias += f"cruft=={requirements_pin('cruft')}'"
+    assert CRUFT_ALIAS.search(readme.read_text())[0] == alias
+    assert CRUFT_ALIAS.search((TEMPLATE / "README.md").read_text())[0] == alias
+    guide = " ".join(readme.read_text().split())
+
+    # `cruft diff` shows the project's own edits to the template's files, as changes from
+    # the project back to the template at the recorded commit; not the template's new
+    # changes. It bakes that template to compare, quietly: the output is a patch.
+    assert "\ncruft diff " in readme.read_text()
+    diff = run_readme_cruft([*cruft, "diff"], project)
+    assert "Next steps" not in diff
+    assert diff.startswith("diff --git ")
+    assert "\n-## Our own notes\n" in diff
+    assert "\n-.tox/\n" in diff
+    assert ".vscode/" not in diff
+    assert "CONTRIBUTING" not in diff
+    assert "`cruft diff` shows your own edits" in guide
+
+    # `cruft update`, as a person runs it: the prompt, answered.
+    assert "\ncruft update " in readme.read_text()
+    status, shown = answer_at_the_prompt(
+        [*cruft, "update"], project, prompt="Apply diff and update? [y]:", answer="y"
+    )
+    assert status == 0, shown
+    assert "Traceback" not in shown, shown
+    assert "Error" not in shown, shown
+    # The banner is for a new project; cruft's own bakes to compare print none.
+    assert "Next steps" not in shown
+    # The change that conflicts: git merged it three ways, left markers, and cruft says
+    # so in one line of git's, then reports success.
+    assert "Applied patch to '.gitignore' with conflicts." in shown
+    assert "Good work! Project's cruft has been updated" in shown
+    merged = gitignore.read_text()
+    ours, theirs = merged.split("<<<<<<< ours\n")[1].split("=======\n")
+    assert ".tox/" in ours
+    assert ".vscode/" in theirs
+    assert theirs.endswith(">>>>>>> theirs\n")
+    status_lines = sh("git", "status", "--porcelain", cwd=project).stdout.splitlines()
+    assert "UU .gitignore" in status_lines
+    assert not list(project.rglob("*.rej"))
+    assert "<<<<<<< ours" in guide
+    assert "with conflicts" in guide
+    # Every other change is applied, the project's own edit kept, and the new commit
+    # recorded: `cruft check` passes while the conflict is still in the file.
     assert (project / "CONTRIBUTING.md").read_text().startswith("# Contributing to My Service")
-    assert ".vscode/" in (project / ".gitignore").read_text()
     assert "Kept across updates." in readme.read_text()
     recorded = answers_file(project)
     assert recorded["commit"] == second
+    assert sh(*CRUFT, "check", cwd=project, check=False).returncode == 0
+
+    # Resolved as the README says: the lines wanted, `git add`, commit.
+    resolved = re.sub(r"^(<<<<<<< ours|=======|>>>>>>> theirs)\n", "", merged, flags=re.M)
+    gitignore.write_text(resolved)
+    sh("git", "add", ".gitignore", cwd=project)
+    sh("git", "commit", "--all", "--quiet", "--message", "Template 99.0.0", cwd=project)
 
     # The answers file records every answer, the new version, and no secret.
     answers = recorded["context"]["cookiecutter"]
@@ -134,16 +284,23 @@ def test_cruft_keeps_a_project_current_with_the_template(tmp_path: Path) -> None
     assert all(secret not in (project / ".cruft.json").read_text() for secret in secrets)
 
     # A bake at the new commit equals the updated project in the files the template owns;
-    # README.md holds the project's own edit after the template's text.
+    # README.md holds the project's own edit after the template's text, and .gitignore
+    # both sides of the conflict.
     (tmp_path / "new").mkdir()
-    fresh = cruft_create(template, tmp_path / "new")
-    ours, theirs = files_of(project), files_of(fresh)
+    fresh, _ = cruft_create(template, tmp_path / "new")
+    ours_files, theirs_files = files_of(project), files_of(fresh)
+    # The answers files differ in the checkout alone: `cruft update` records none (the
+    # default branch), `cruft create` the one it was given.
+    assert recorded["checkout"] is None
+    assert recorded | {"checkout": "main"} == answers_file(fresh)
+    edited = {"README.md", ".gitignore", ".cruft.json"}
     owned = {
-        n for n in theirs if n not in HOOK_WRITTEN | {"README.md"} and not n.startswith(".git/")
+        n for n in theirs_files if n not in HOOK_WRITTEN | edited and not n.startswith(".git/")
     }
-    assert owned <= ours.keys()
-    assert [name for name in sorted(owned) if ours[name] != theirs[name]] == []
+    assert owned <= ours_files.keys()
+    assert [name for name in sorted(owned) if ours_files[name] != theirs_files[name]] == []
     assert readme.read_text().startswith((fresh / "README.md").read_text())
+    assert set((fresh / ".gitignore").read_text().splitlines()) <= set(resolved.splitlines())
 
 
 def test_a_registry_of_templates_pins_a_version_and_names_a_directory(tmp_path: Path) -> None:
@@ -159,7 +316,7 @@ def test_a_registry_of_templates_pins_a_version_and_names_a_directory(tmp_path: 
     change_the_template(template)
     commit_all(registry, "After the release")
     pinned = ["--directory", "python-web-service", "--checkout", "v0.3.0", "--no-input"]
-    sh(
+    baked = sh(
         sys.executable,
         "-m",
         "cookiecutter",
@@ -169,10 +326,15 @@ def test_a_registry_of_templates_pins_a_version_and_names_a_directory(tmp_path: 
         "a",
         cwd=tmp_path,
     )
-    sh(*CRUFT, "create", *pinned, str(registry), "--output-dir", "b", cwd=tmp_path)
-    for project in (tmp_path / "a" / "my-service", tmp_path / "b" / "my-service"):
+    created = sh(*CRUFT, "create", *pinned, str(registry), "--output-dir", "b", cwd=tmp_path)
+    for project, shown in (
+        (tmp_path / "a" / "my-service", baked),
+        (tmp_path / "b" / "my-service", created),
+    ):
         assert (project / "catalog-info.yaml").is_file()
         assert not (project / "CONTRIBUTING.md").exists(), "not the pinned release"
+        # Both print the next steps, once.
+        assert shown.stdout.count(banner(project)) == 1
     recorded = answers_file(tmp_path / "b" / "my-service")
     assert recorded["directory"] == "python-web-service"
     assert recorded["checkout"] == "v0.3.0"
