@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import shlex
 import shutil
 import subprocess
@@ -27,6 +25,7 @@ from harness import (
     files_of,
     requirements_pin,
 )
+from terminal import run_in_terminal
 
 ANSWERS = {"framework": "flask", "database": "postgresql", "ci": "gitlab"}
 CRUFT = [sys.executable, "-m", "cruft"]
@@ -44,8 +43,6 @@ ENVIRONMENT = {
 }
 # The command both READMEs run cruft with, defined once in each as a shell alias.
 CRUFT_ALIAS = re.compile(r"^alias cruft='(uvx [^']+)'$", re.MULTILINE)
-# What a terminal shows besides text: colours and cursor movement.
-TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
 
 def sh(*command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -152,39 +149,18 @@ def answer_at_the_prompt(
 ) -> tuple[int, str]:
     """Run command on a terminal of its own and type answer when prompt shows, as a person
     does: its exit status and what the terminal showed (as text, without colours)."""
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        # Offline: run_readme_cruft has built the environment.
-        env={**ENVIRONMENT, "UV_OFFLINE": "1"},
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-    )
-    os.close(terminal)
-    shown, answered = b"", False
-    try:
-        while True:
-            ready, _, _ = select.select([controller], [], [], 300)
-            assert ready, f"{command} stopped showing anything:\n{shown.decode()}"
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # The terminal is gone: the command ended.
-                break
-            if not chunk:
-                break
-            shown += chunk
-            if not answered and prompt.encode() in shown:
-                os.write(controller, f"{answer}\n".encode())
-                answered = True
-    except BaseException:
-        process.kill()
-        raise
-    finally:
-        os.close(controller)
-        status = process.wait(timeout=60)
-    return status, TERMINAL_CONTROL.sub("", shown.decode(errors="replace"))
+    answered = False
+
+    def respond(screen: str) -> str | None:
+        nonlocal answered
+        if answered or prompt not in screen:
+            return None
+        answered = True
+        return answer
+
+    # Offline: run_readme_cruft has built the environment.
+    environment = {**ENVIRONMENT, "UV_OFFLINE": "1"}
+    return run_in_terminal(command, respond, cwd=cwd, environment=environment, timeout=300)
 
 
 def test_cruft_keeps_a_project_current_with_the_template(tmp_path: Path) -> None:
