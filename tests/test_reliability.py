@@ -36,10 +36,17 @@ pytestmark = pytest.mark.real
 ON_POSTGRESQL = [
     c for c in VALID_COMBINATIONS if c["database"] == "postgresql" and c["worker"] == "none"
 ]
-# Each worker once, each on another framework: the broker outage cases.
+# Each worker once, on the frameworks in turn: the broker outage cases. Any number of
+# frameworks and workers pair this way.
+WORKERS = [worker for worker in CHOICES["worker"] if worker != "none"]
 WORKERS_ON_REDIS = [
-    {"framework": framework, "database": "postgresql", "worker": worker, "broker": "redis"}
-    for framework, worker in zip(CHOICES["framework"], CHOICES["worker"][1:], strict=True)
+    {
+        "framework": CHOICES["framework"][turn % len(CHOICES["framework"])],
+        "database": "postgresql",
+        "worker": worker,
+        "broker": "redis",
+    }
+    for turn, worker in enumerate(WORKERS)
 ]
 ON_PRIVATE_REDIS = [c for c in WORKERS_ON_REDIS if c in VALID_COMBINATIONS]
 # How long a recovered service may take to see the database again (its pool reconnects).
