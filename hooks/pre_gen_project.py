@@ -266,12 +266,24 @@ def choices_of(template_context: Mapping[str, Any]) -> dict[str, list[str]]:
     }
 
 
+def template_directory(answers: Answers) -> Path | None:
+    """Where cookiecutter.json is: where cookiecutter says the template is, else the working
+    directory of the process running this hook (cookiecutter's generate_files, which cruft
+    calls without saying where, runs hooks from the template's directory)."""
+    if answers.get("_repo_dir"):
+        return Path(str(answers["_repo_dir"]))
+    try:
+        return Path(f"/proc/{os.getppid()}/cwd").readlink()
+    except OSError:
+        return None
+
+
 def template_choices(answers: Answers, template_context: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The choice lists of cookiecutter.json, read from the template where cookiecutter says
-    it is; else from the context it passed (on --replay that holds answers, not lists)."""
-    template_json = Path(str(answers.get("_repo_dir", ""))) / "cookiecutter.json"
-    if answers.get("_repo_dir") and template_json.is_file():
-        return choices_of(json.loads(template_json.read_text()))
+    """The choice lists of cookiecutter.json, read from the template; else from the context
+    cookiecutter passed (on --replay that holds answers, not lists)."""
+    directory = template_directory(answers)
+    if directory and (directory / "cookiecutter.json").is_file():
+        return choices_of(json.loads((directory / "cookiecutter.json").read_text()))
     return choices_of(template_context)
 
 

@@ -316,3 +316,31 @@ def test_a_registry_of_templates_pins_a_version_and_names_a_directory(tmp_path: 
     assert recorded["checkout"] == "v0.3.0"
     version = COOKIECUTTER_JSON["_template_version"]
     assert recorded["context"]["cookiecutter"]["_template_version"] == version
+
+
+def test_cruft_create_holds_its_config_file_to_the_choices(tmp_path: Path) -> None:
+    # cruft reads a config's default_context as cookiecutter does, with the same silent
+    # fallback to the defaults on a value that is not a choice: the hook stops the bake.
+    template = template_repository(tmp_path / "template")
+    commit_all(template, "The release the project is made from")
+    config = tmp_path / "team.yaml"
+    config.write_text("default_context:\n  framework: Django\n  database: postgresql\n")
+    (tmp_path / "out").mkdir()
+    result = sh(
+        *CRUFT,
+        "create",
+        str(template),
+        "--no-input",
+        "--config-file",
+        str(config),
+        "--output-dir",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert (
+        f"framework = 'Django': in default_context of {config}, must be exactly one of "
+        "fastapi, flask, django; cookiecutter ignored it and the defaults after it (database)"
+    ) in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []
