@@ -216,6 +216,45 @@ def environment_for(combination: dict[str, str], purpose: str = "tests") -> dict
     return environment
 
 
+# Every Redis key whose name holds ARGV[1], and every hash whose `origin` field starts with
+# it: RQ names its jobs by id alone, and records their queue there.
+REDIS_KEYS_OF_QUEUES = """
+local found = {}
+for _, key in ipairs(redis.call("KEYS", "*")) do
+    if string.find(key, ARGV[1], 1, true) then
+        table.insert(found, key)
+    elseif redis.call("TYPE", key).ok == "hash" then
+        local origin = redis.call("HGET", key, "origin")
+        if origin and string.find(origin, ARGV[1], 1, true) == 1 then
+            table.insert(found, key)
+        end
+    end
+end
+return found
+"""
+
+
+def broker_state_of_queues(broker: str, prefix: str) -> list[str]:
+    """What the broker of this machine holds for the queues whose names start with prefix:
+    Redis keys (and RQ jobs), or RabbitMQ queues and exchanges. Asked with the servers' own
+    command-line clients, which come with them."""
+    if broker == "redis":
+        command = ["redis-cli", "-u", BROKER_URLS["redis"], "EVAL", REDIS_KEYS_OF_QUEUES, "0"]
+        return sorted(line for line in tool_output([*command, prefix]).splitlines() if line)
+    found = []
+    for kind in ("queues", "exchanges"):
+        command = ["rabbitmqctl", "--quiet", f"list_{kind}", "--no-table-headers", "name"]
+        names = tool_output(command).splitlines()
+        found += [f"{kind[:-1]} {name}" for name in names if name.startswith(prefix)]
+    return found
+
+
+def tool_output(command: list[str]) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}"
+    return result.stdout
+
+
 def run(command: list[str], project: Path, environment: dict[str, str]) -> str:
     result = subprocess.run(
         command,

@@ -718,6 +718,34 @@ def test_one_configuration_contract(variants) -> None:
                 assert set(service.get("environment", {})) <= contract, name
 
 
+def env_values(text: str) -> dict[str, str]:
+    return dict(
+        line.partition("=")[::2]
+        for line in text.splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    )
+
+
+def test_the_default_heartbeat_file_is_the_projects_own(variants) -> None:
+    # Every service on a host shares /tmp: one project's worker must never vouch for
+    # another's. The longest-names variant has a slug of its own.
+    for variant in variants.values():
+        if not variant.has_worker:
+            continue
+        project = variant.project
+        settings = next(project.glob("src/*/settings.py")).read_text()
+        (default,) = re.findall(r'^DEFAULT_HEARTBEAT_FILE = Path\(\s*"(.+?)"', settings, re.M)
+        assert Path(default).name == f"{project.name}-worker-heartbeat", variant.name
+        # Everything that names the default names the same file.
+        example = env_values((project / ".env.example").read_text())
+        base_config = env_values((project / "deploy" / "k8s" / "base" / "config.env").read_text())
+        config = variant.kind("overlays/prod", "ConfigMap")[0]["data"]
+        assert example["WORKER_HEARTBEAT_FILE"] == default, variant.name
+        assert base_config["WORKER_HEARTBEAT_FILE"] == default, variant.name
+        assert config["WORKER_HEARTBEAT_FILE"] == default, variant.name
+        assert f"| `WORKER_HEARTBEAT_FILE` | `{default}` |" in (project / "README.md").read_text()
+
+
 def test_dev_secrets_are_fresh_and_decode_to_the_file(variants) -> None:
     for variant in combinations_of(variants):
         secrets_file = variant.project / "deploy" / "k8s" / "overlays" / "dev" / "secrets.env"

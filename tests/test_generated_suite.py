@@ -16,6 +16,7 @@ from harness import (
     UV,
     VALID_COMBINATIONS,
     bake,
+    broker_state_of_queues,
     combination_id,
     environment_for,
     one_database_per_worker,
@@ -41,6 +42,15 @@ def test_generated_project_passes_its_own_tests(combination, tmp_path: Path) -> 
     # Type-checked as its CI does (PROJECT_CHECKS).
     run([*UV, "run", "mypy"], project, environment)
     assert_tests_passed(run([*UV, "run", "pytest", "-p", "no:cacheprovider"], project, environment))
+    assert_broker_left_clean(combination, environment)
+
+
+def assert_broker_left_clean(combination: dict[str, str], environment: dict[str, str]) -> None:
+    """The suite ran on queues of its own, `test-<WORKER_QUEUE>-<its pid>`, and removed them
+    with all they held: nothing of them stays on the shared broker."""
+    if combination["worker"] != "none":
+        prefix = f"test-{environment['WORKER_QUEUE']}-"
+        assert broker_state_of_queues(combination["broker"], prefix) == []
 
 
 # The configuration CI gives changes with the database and the broker, not with each pairing.
@@ -70,6 +80,7 @@ def test_django_checks_pass_with_the_configuration_ci_gives(combination, tmp_pat
     assert_tests_passed(
         run([*UV, "run", "pytest", "-p", "no:cacheprovider"], project, tests_environment)
     )
+    assert_broker_left_clean(combination, tests_environment)
 
 
 def test_pre_commit_hooks_pass_as_generated(tmp_path: Path) -> None:

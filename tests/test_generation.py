@@ -72,7 +72,8 @@ DJANGO_DATABASE_DEPENDENCIES = {
 
 
 FRAMEWORK_DEPENDENCIES = {
-    "fastapi": {"fastapi", "uvicorn"},
+    # Swagger UI's files: FastAPI's /docs, served by the service itself.
+    "fastapi": {"fastapi", "uvicorn", "openapi-ui-bundles"},
     "flask": {"flask", "gunicorn"},
     "django": {"django", "gunicorn"},
 }
@@ -100,7 +101,16 @@ WORKER_MODULES = {
 # What a framework's projects import or mention. A project mentions nothing that only other
 # frameworks use (gunicorn serves Flask and Django alike; Django has an ORM of its own).
 FRAMEWORK_MODULES = {
-    "fastapi": {"fastapi", "uvicorn", "starlette", "httpx", "httpx2", "sqlalchemy", "alembic"},
+    "fastapi": {
+        "fastapi",
+        "uvicorn",
+        "starlette",
+        "httpx",
+        "httpx2",
+        "openapi_ui_bundles",
+        "sqlalchemy",
+        "alembic",
+    },
     "flask": {"flask", "gunicorn", "werkzeug", "sqlalchemy", "alembic"},
     "django": {"django", "gunicorn", "asgiref", "sqlparse"},
 }

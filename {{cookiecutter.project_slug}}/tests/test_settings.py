@@ -154,6 +154,13 @@ def test_broker_url_of_another_broker_is_refused(monkeypatch: pytest.MonkeyPatch
 def test_worker_queue_must_be_a_plain_name(monkeypatch: pytest.MonkeyPatch, queue: str) -> None:
     message = error_of(monkeypatch, ENVIRONMENT="development", WORKER_QUEUE=queue)
     assert message.startswith("invalid configuration: WORKER_QUEUE: ")
+
+
+def test_the_heartbeat_file_is_this_projects_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every service on a host shares /tmp: another project's worker must not vouch for this one.
+    project = "{{ cookiecutter.project_slug }}"
+    heartbeat = load(monkeypatch, ENVIRONMENT="development").worker_heartbeat_file
+    assert heartbeat.name == f"{project}-worker-heartbeat"
 {%- endif %}
 
 

@@ -69,6 +69,11 @@ BROKER_SCHEMES = ("amqp", "amqps")
 # Queue names (and, on Redis, key prefixes): letters, digits, '.', '_' and '-'.
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
 DEFAULT_QUEUE = "{{ cookiecutter.package_name }}"
+# One worker per container: a fixed path its liveness probe knows. Named after the project:
+# every service on a development host shares /tmp, and no worker may vouch for another's.
+DEFAULT_HEARTBEAT_FILE = Path(
+    "/tmp/{{ cookiecutter.project_slug }}-worker-heartbeat"  # noqa: S108
+)
 {%- endif %}
 
 
@@ -96,8 +101,7 @@ class Settings(BaseSettings):
 {%- if cookiecutter.worker != "rq" %}
     worker_concurrency: int = Field(default=2, ge=1)
 {%- endif %}
-    # One worker per container: a fixed path its liveness probe knows.
-    worker_heartbeat_file: Path = Path("/tmp/worker-heartbeat")  # noqa: S108
+    worker_heartbeat_file: Path = DEFAULT_HEARTBEAT_FILE
 {%- endif %}
 
     @field_validator("log_level", mode="before")
