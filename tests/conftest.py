@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from artifacts import Variant, render_variants, tool
 from xdist.scheduler import LoadScopeScheduling
 
 from harness import VALID_COMBINATIONS, Baker, bake, combination_id
@@ -25,6 +27,30 @@ def baked(tmp_path_factory: pytest.TempPathFactory) -> Baker:
         return projects[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def variants(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, Variant]:
+    """Every variant baked and rendered once per run: the first test process to get here
+    does it, under a lock, and the others (pytest-xdist) read its result."""
+    kubectl = tool("kubectl")
+    shared = tmp_path_factory.getbasetemp()
+    root = (shared.parent if worker_id != "master" else shared) / "artifacts"
+    root.mkdir(exist_ok=True)
+    with (root / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        index = root / "variants.json"
+        if not index.exists():
+            index.write_text(json.dumps(render_variants(kubectl, root)))
+        return {
+            name: Variant(
+                name,
+                found["answers"],
+                Path(found["project"]),
+                {overlay: Path(path) for overlay, path in found["rendered"].items()},
+            )
+            for name, found in json.loads(index.read_text()).items()
+        }
 
 
 def parametrizes_itself(metafunc: pytest.Metafunc, name: str) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_deploy_commands import kubernetes_workload
+from artifacts import kubernetes_workload
 
 from container_engine import STAND_IN_LABEL, base_images, docker, problem
 from harness import (

@@ -10,7 +10,6 @@ HEALTHCHECK.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shlex
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_artifacts import dockerignored, instructions, tool
+from artifacts import dockerignored, instructions, kubernetes_workload
 
 from harness import (
     UV,
@@ -105,7 +104,7 @@ def build_image(project: Path, root: Path, environment: dict[str, str]) -> Image
             workdir = root / arguments.lstrip("/")
             workdir.mkdir(parents=True, exist_ok=True)
         elif keyword == "COPY" and arguments.startswith("--from=uv "):
-            continue  # this machine's uv: the same version (test_artifacts checks the pin)
+            continue  # this machine's uv: the same version (test_dockerfile checks the pin)
         elif keyword == "COPY":
             *sources, destination = shlex.split(arguments)
             for source in sources:
@@ -212,39 +211,6 @@ def kubernetes_environment(
     environment its envFrom gives it (the ConfigMap and the Secret the overlay generates)."""
     _pod, spec, environment = kubernetes_workload(project, container, component)
     return spec, environment
-
-
-def kubernetes_workload(
-    project: Path, container: str, component: str = "web"
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-    """kubernetes_environment's container and environment, after the pod's spec (its volumes
-    and security context)."""
-    rendered = subprocess.run(
-        [tool("kubectl"), "kustomize", project / "deploy" / "k8s" / "overlays" / "dev"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    documents = [d for d in yaml.safe_load_all(rendered) if d]
-    by_name = {(d["kind"], d["metadata"]["name"]): d for d in documents}
-    (deployment,) = [
-        d
-        for d in documents
-        if d["kind"] == "Deployment"
-        and d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
-    ]
-    pod = deployment["spec"]["template"]["spec"]
-    (spec,) = [
-        c for c in pod["containers"] + pod.get("initContainers", []) if c["name"] == container
-    ]
-    environment = {}
-    for source in spec["envFrom"]:
-        if "configMapRef" in source:
-            environment.update(by_name["ConfigMap", source["configMapRef"]["name"]]["data"])
-        else:
-            secret = by_name["Secret", source["secretRef"]["name"]]["data"]
-            environment.update({k: base64.b64decode(v).decode() for k, v in secret.items()})
-    return pod, spec, environment
 
 
 def compose_environment(project: Path, service: str) -> tuple[dict[str, Any], dict[str, str]]:

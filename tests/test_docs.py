@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from artifacts import combinations_of, compose_of
 
 from harness import TEMPLATE, VALID_COMBINATIONS, combination_id
 
@@ -76,3 +77,20 @@ def test_generated_readme_has_no_nested_parentheses(baked, combination: dict[str
     prose = re.sub(r"```.*?```|`[^`]*`|\]\([^)]*\)", "", text, flags=re.DOTALL)
     nested = re.findall(r"^.*\([^()]*\(.*$", prose, re.MULTILINE)
     assert not nested
+
+
+def test_readme_draws_the_architecture_the_artifacts_deploy(variants) -> None:
+    for variant in combinations_of(variants):
+        readme = (variant.project / "README.md").read_text()
+        (diagram,) = re.findall(r"```mermaid\n(.*?)```", readme, re.DOTALL)
+        assert diagram.startswith("flowchart ")
+        assert diagram.count("[") == diagram.count("]")
+        assert diagram.count("(") == diagram.count(")")
+        assert diagram.count('"') % 2 == 0
+        for service in compose_of(variant.project)["services"]:
+            assert f"compose: service {service}" in diagram, service
+        for volume in compose_of(variant.project).get("volumes", {}):
+            assert f"volume {volume}" in diagram or volume == "database", volume
+        for kind in ("Deployment", "Service", "Ingress", "PersistentVolumeClaim"):
+            for document in variant.kind("overlays/prod", kind):
+                assert f"{kind} {document['metadata']['name']}" in diagram, kind
