@@ -544,7 +544,11 @@ def test_image_is_multi_stage_slim_non_root_and_labelled(variants) -> None:
         # No compiler, headers or uv in the image that runs.
         assert not re.search(r"gcc|-dev\b|build-essential|\buv\b", runtime_runs)
         assert ("USER", f"{IMAGE_UID}:{IMAGE_UID}") in runtime
-        assert any(k == "HEALTHCHECK" and "CMD [" in a for k, a in runtime)
+        (healthcheck,) = [a for k, a in runtime if k == "HEALTHCHECK"]
+        assert "CMD [" in healthcheck
+        # Checked every second while the service starts, so that it is healthy (and
+        # `docker compose up --wait` returns) as soon as it answers.
+        assert re.search(r"--start-period=\d+s --start-interval=1s ", healthcheck)
         for keyword in ("ENTRYPOINT", "CMD"):
             (command,) = [json.loads(a) for k, a in runtime if k == keyword]
             assert isinstance(command, list)
@@ -640,6 +644,14 @@ def test_compose_orders_the_stack_and_publishes_only_the_web_port(baked, combina
     database = combination["database"]
     published = {name for name, service in services.items() if "ports" in service}
     assert published == {"web"}
+    # Every health check of the stack runs every second while its service starts, as the
+    # image's does (web has no check of its own), so that `up --wait` returns without delay.
+    assert "healthcheck" not in services["web"]
+    for name, service in services.items():
+        check = service.get("healthcheck", {"disable": True})
+        if not check.get("disable"):
+            assert check["start_interval"] == "1s", name
+            assert check["start_period"], name
     for name in ("web", "migrate", "worker", "scheduler"):
         if name in services:
             assert services[name]["build"] == "."
