@@ -11,12 +11,11 @@ The engine is Debian 13's Docker (dockerd, containerd and the docker client of i
 containerd and docker-cli packages, with buildx from docker-buildx), unpacked into CACHE from
 an apt state of its own, so that the machine's packages and a Docker it may run are left
 alone; the machine's runc runs the containers. Debian 12's Docker (20.10) is too old: the
-Dockerfile's HEALTHCHECK has a start interval (Docker 25) and its mounts need BuildKit, and
-compose refuses a `start_interval` on an engine older than 25. The daemon has its own data
-root, socket and client configuration, no default bridge network and leaves the firewall
-alone: builds and the containers the tier runs itself use the host's network, and compose's
-own networks are bridges of their own, which need no firewall rule (their published ports
-are relayed by docker-proxy).
+Dockerfile's HEALTHCHECK has a start interval, which needs Docker 25, and so does compose's
+`start_interval`. The daemon has its own data root, socket and client configuration, no
+default bridge network and leaves the firewall alone: builds and the containers the tier
+runs itself use the host's network, and compose's own networks are bridges of their own,
+which need no firewall rule (their published ports are relayed by docker-proxy).
 """
 
 from __future__ import annotations
@@ -31,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from subprocess import CompletedProcess
+
+import yaml
 
 CACHE = Path(
     os.environ.get("CONTAINER_TIER_CACHE")
@@ -47,7 +48,6 @@ ENGINE = CACHE / "engine"
 CLIENT = CACHE / "bin"
 DOCKER_CONFIG = CACHE / "docker-config"
 PLUGINS = DOCKER_CONFIG / "cli-plugins"
-BUILDX = PLUGINS / "docker-buildx"
 COMPOSE = PLUGINS / "docker-compose"
 ENVIRONMENT = {"DOCKER_HOST": f"unix://{SOCKET}", "DOCKER_CONFIG": str(DOCKER_CONFIG)}
 # The oldest engine the generated Dockerfile and compose.yaml run on (HEALTHCHECK
@@ -146,8 +146,6 @@ def stand_in_problem(image: str) -> str | None:
 
 def server_images(compose_file: Path) -> list[str]:
     """The images a compose file runs beside its own build: its database and broker."""
-    import yaml
-
     services = yaml.safe_load(compose_file.read_text())["services"].values()
     return [service["image"] for service in services if "build" not in service]
 
@@ -473,7 +471,7 @@ EXPOSE 6379
 # Image name: (what stands in, the Dockerfile's instructions, the entrypoint, the command).
 SERVER_STAND_INS = {
     "postgres": ("PostgreSQL 17", POSTGRES_STAND_IN, POSTGRES_ENTRYPOINT, "postgres"),
-    "redis": ("Redis", REDIS_STAND_IN, REDIS_ENTRYPOINT, "redis-server"),
+    "redis": ("Redis 8", REDIS_STAND_IN, REDIS_ENTRYPOINT, "redis-server"),
 }
 
 

