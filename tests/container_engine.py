@@ -24,6 +24,7 @@ import filecmp
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -249,19 +250,31 @@ def install_compose() -> None:
         shutil.copy2(binary, COMPOSE)
 
 
+def stop_old_daemon(version: str) -> None:
+    """Stops the tier's daemon of an older recipe (Debian 12's Docker) on its socket, unless
+    it runs containers: another run may still be using it."""
+    pid = int(PIDFILE.read_text()) if PIDFILE.exists() else None
+    if pid is None or docker("ps", "--quiet").stdout.strip():
+        raise SystemExit(
+            f"container-engine: Docker {version} answers on {SOCKET} (pid {pid}), older than "
+            f"the {MINIMUM_ENGINE} the tier needs, and runs containers: stop it once nothing "
+            "uses it, and run this again"
+        )
+    log(f"stopping Docker {version} (pid {pid}), older than the {MINIMUM_ENGINE} this needs")
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(60):
+        if not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(1)
+    raise SystemExit(f"container-engine: Docker {version} (pid {pid}) did not stop")
+
+
 def start_daemon() -> None:
     """dockerd with its own roots, unless it answers already. There is no systemd: cgroupfs."""
     if version := engine_version():
-        if too_old(version):
-            # The tier's own daemon from an older recipe (Debian 12's Docker) on its socket:
-            # another run may be using it, so it is not stopped here.
-            pid = PIDFILE.read_text().strip() if PIDFILE.exists() else "?"
-            raise SystemExit(
-                f"container-engine: Docker {version} answers on {SOCKET} (pid {pid}), older "
-                f"than the {MINIMUM_ENGINE} the tier needs: stop it (kill {pid}) once nothing "
-                "uses it, and run this again"
-            )
-        return
+        if not too_old(version):
+            return
+        stop_old_daemon(version)
     log("starting dockerd")
     logfile = CACHE / "dockerd.log"
     with logfile.open("ab") as output:
