@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from container_engine import (
     COMPOSE_COMBINATIONS,
     MINIMUM_ENGINE,
@@ -353,6 +354,12 @@ class Stack:
     def name(self) -> str:
         return self.project.name
 
+    @property
+    def image(self) -> str:
+        """The name compose.yaml gives the project's image."""
+        compose = yaml.safe_load((self.project / "compose.yaml").read_text())
+        return compose["services"]["web"]["image"]
+
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """`docker compose` in the project's directory, as its README says."""
         return docker("compose", *args, check=check, cwd=self.project)
@@ -381,7 +388,7 @@ def stacks() -> Iterator[list[Stack]]:
     yield made
     for stack in made:
         stack.compose("down", "--volumes", "--remove-orphans", check=False)
-        docker("image", "rm", f"{stack.name}:0.1.0", check=False)
+        docker("image", "rm", stack.image, check=False)
 
 
 def volumes_of(container: str) -> set[str]:
@@ -405,7 +412,7 @@ def test_compose_runs_the_stack_as_the_readme_says(
     # `docker build` with it first, under the name compose.yaml gives the image, which
     # compose then runs as it is.
     run([*UV, "lock", "--quiet"], project, environment_for(combination))
-    build(project, f"{stack.name}:0.1.0")
+    build(project, stack.image)
     # The published port is .env's PORT, as a user would change it: a free one here.
     port = free_port()
     env_file = project / ".env"
