@@ -43,6 +43,15 @@ def test_compose_orders_the_stack_and_publishes_only_the_web_port(baked, combina
     database = combination["database"]
     published = {name for name, service in services.items() if "ports" in service}
     assert published == {"web"}
+    # Every health check of the stack runs every second while its service starts, as the
+    # image's does (web has no check of its own), so that `up --wait` returns without delay;
+    # none is disabled, which would make `up --wait` fail.
+    assert "healthcheck" not in services["web"]
+    for name, service in services.items():
+        if "healthcheck" in service:
+            assert "disable" not in service["healthcheck"], name
+            assert service["healthcheck"]["start_interval"] == "1s", name
+            assert service["healthcheck"]["start_period"], name
     for name in ("web", "migrate", "worker", "scheduler"):
         if name in services:
             assert services[name]["build"] == "."

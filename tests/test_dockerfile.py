@@ -42,7 +42,11 @@ def test_image_is_multi_stage_slim_non_root_and_labelled(variants) -> None:
         # No compiler, headers or uv in the image that runs.
         assert not re.search(r"gcc|-dev\b|build-essential|\buv\b", runtime_runs)
         assert ("USER", f"{IMAGE_UID}:{IMAGE_UID}") in runtime
-        assert any(k == "HEALTHCHECK" and "CMD [" in a for k, a in runtime)
+        (healthcheck,) = [a for k, a in runtime if k == "HEALTHCHECK"]
+        assert "CMD [" in healthcheck
+        # Checked every second while the service starts, so that it is healthy (and
+        # `docker compose up --wait` returns) as soon as it answers.
+        assert re.search(r"--start-period=\d+s --start-interval=1s ", healthcheck)
         for keyword in ("ENTRYPOINT", "CMD"):
             (command,) = [json.loads(a) for k, a in runtime if k == keyword]
             assert isinstance(command, list)
