@@ -1,3 +1,4 @@
+{%- from "{#choices.jinja#}" import framework with context -%}
 """Logs as JSON lines on stdout, one object per record, ready for a log collector."""
 
 import json
@@ -42,7 +43,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    """Send every logger's records, {{ 'uvicorn' if cookiecutter.framework == 'fastapi' else 'gunicorn' }}'s included, to stdout as JSON."""
+    """Send every logger's records, {{ framework.server }}'s included, to stdout as JSON."""
     handler = logging.StreamHandler(sys.stdout)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter())
