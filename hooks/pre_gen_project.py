@@ -61,57 +61,51 @@ PATTERNS = {
     "system": OPTIONAL_ENTITY_REF,
 }
 
-# Import names a generated project depends on, in any combination, plus the names its own
-# layout uses. A package named like one of them would shadow it.
-DEPENDENCY_MODULES = frozenset(
-    {
-        "MySQLdb",
-        "alembic",
-        "anyio",
-        "amqp",
-        "asgiref",
-        "billiard",
-        "blinker",
-        "celery",
-        "click",
-        "django",
-        "dramatiq",
-        "fastapi",
-        "flask",
-        "gunicorn",
-        "h11",
-        "httpx",
-        "itsdangerous",
-        "jinja2",
-        "kombu",
-        "mako",
-        "markupsafe",
-        "pika",
-        "psycopg",
-        "psycopg_binary",
-        "pydantic",
-        "pydantic_core",
-        "pydantic_settings",
-        "pymysql",
-        "pytest",
-        "pytest_django",
-        "redis",
-        "rq",
-        "ruff",
-        "sqlalchemy",
-        "sqlparse",
-        "starlette",
-        "uvicorn",
-        "uvloop",
-        "vine",
-        "watchfiles",
-        "werkzeug",
-        "tests",
-        "migrations",
-        # manage.py, beside the package in a Django project
-        "manage",
+# The facts of every choice, by option (framework, orm, database, worker, broker, ci) and
+# value: the table the project's files look their facts up in. It is a file of the project
+# skeleton whose name is a Jinja comment, so cookiecutter writes no file for it (the string
+# is split so that cookiecutter, which renders this hook, leaves it as it is).
+FACTS_FILE = "{" + "#choices.jinja#}"
+FACT_TABLES = {
+    "framework": "FRAMEWORKS",
+    "orm": "ORMS",
+    "database": "DATABASES",
+    "worker": "WORKERS",
+    "broker": "BROKERS",
+    "ci": "CIS",
+}
+Facts = Mapping[str, Mapping[str, Any]]
+
+# Import names of the project's own layout and tools, besides those the choices bring.
+LAYOUT_MODULES = frozenset({"pytest", "ruff", "tests", "migrations", "manage"})
+
+
+def skeleton_of(template: Path) -> Path:
+    """The project skeleton: the template's one directory named after a cookiecutter variable,
+    as cookiecutter finds it."""
+    [skeleton] = [p for p in template.iterdir() if p.is_dir() and "cookiecutter." in p.name]
+    return skeleton
+
+
+def facts_of(template: Path) -> dict[str, Any]:
+    """The facts table of a template, read as data with the Jinja cookiecutter runs on."""
+    from jinja2 import Environment
+
+    source = (skeleton_of(template) / FACTS_FILE).read_text()
+    module = Environment().from_string(source).module
+    return {option: getattr(module, table) for option, table in FACT_TABLES.items()}
+
+
+def dependency_modules(facts: Facts) -> frozenset[str]:
+    """Import names a generated project depends on, in any combination, plus the names its
+    own layout uses. A package named like one of them would shadow it."""
+    chosen = {
+        module
+        for table in facts.values()
+        for value in table.values()
+        for module in value.get("modules", ())
     }
-)
+    return LAYOUT_MODULES | chosen
 
 
 # Free-text answers; the rules below also read them as text, so a number given in a
@@ -129,7 +123,7 @@ TEXT_OPTIONS = (
 )
 
 
-def check_text(answers: Answers) -> Iterator[Violation]:
+def check_text(answers: Answers, facts: Facts) -> Iterator[Violation]:
     for option in TEXT_OPTIONS:
         value = answers[option]
         if not isinstance(value, str | int | float) or any(c in str(value) for c in "\r\n"):
@@ -138,7 +132,7 @@ def check_text(answers: Answers) -> Iterator[Violation]:
         yield Violation("project_name", answers["project_name"], "must not be empty")
 
 
-def check_slug(answers: Answers) -> Iterator[Violation]:
+def check_slug(answers: Answers, facts: Facts) -> Iterator[Violation]:
     slug = str(answers["project_slug"])
     if not DNS_LABEL.fullmatch(slug) or len(slug) > DNS_LABEL_MAX:
         yield Violation(
@@ -150,7 +144,7 @@ def check_slug(answers: Answers) -> Iterator[Violation]:
         )
 
 
-def check_slug_starts_with_a_letter(answers: Answers) -> Iterator[Violation]:
+def check_slug_starts_with_a_letter(answers: Answers, facts: Facts) -> Iterator[Violation]:
     slug = str(answers["project_slug"])
     if DNS_LABEL.fullmatch(slug) and not slug[0].isalpha():
         yield Violation(
@@ -160,7 +154,7 @@ def check_slug_starts_with_a_letter(answers: Answers) -> Iterator[Violation]:
         )
 
 
-def check_package(answers: Answers) -> Iterator[Violation]:
+def check_package(answers: Answers, facts: Facts) -> Iterator[Violation]:
     package = str(answers["package_name"])
     if not PACKAGE.fullmatch(package) or keyword.iskeyword(package):
         yield Violation(
@@ -176,7 +170,7 @@ def check_package(answers: Answers) -> Iterator[Violation]:
             "must not shadow a standard library module; choose another name, "
             f"such as '{package}_service'",
         )
-    elif package in DEPENDENCY_MODULES:
+    elif package in dependency_modules(facts):
         yield Violation(
             "package_name",
             package,
@@ -185,7 +179,7 @@ def check_package(answers: Answers) -> Iterator[Violation]:
         )
 
 
-def check_email(answers: Answers) -> Iterator[Violation]:
+def check_email(answers: Answers, facts: Facts) -> Iterator[Violation]:
     email = str(answers["author_email"])
     if not EMAIL.fullmatch(email):
         yield Violation(
@@ -193,7 +187,7 @@ def check_email(answers: Answers) -> Iterator[Violation]:
         )
 
 
-def check_version(answers: Answers) -> Iterator[Violation]:
+def check_version(answers: Answers, facts: Facts) -> Iterator[Violation]:
     version = str(answers["version"])
     if not VERSION.fullmatch(version):
         yield Violation(
@@ -201,7 +195,7 @@ def check_version(answers: Answers) -> Iterator[Violation]:
         )
 
 
-def check_worker_has_data(answers: Answers) -> Iterator[Violation]:
+def check_worker_has_data(answers: Answers, facts: Facts) -> Iterator[Violation]:
     worker = answers.get("worker", "none")
     if worker != "none" and answers.get("database") == "none":
         yield Violation(
@@ -212,17 +206,27 @@ def check_worker_has_data(answers: Answers) -> Iterator[Violation]:
         )
 
 
-def check_broker_serves_worker(answers: Answers) -> Iterator[Violation]:
-    if answers.get("worker") == "rq" and answers.get("broker") != "redis":
+def check_broker_serves_worker(answers: Answers, facts: Facts) -> Iterator[Violation]:
+    """A worker runs on the brokers its requirements are given for."""
+    workers, brokers = facts["worker"], facts["broker"]
+    worker, broker = answers.get("worker"), answers.get("broker")
+    if worker == "none" or worker not in workers or broker not in brokers:
+        return  # nothing to serve, or a value check_choices refuses
+    served = list(workers[worker]["requirements"])
+    if broker not in served:
+        others = [name for name, w in workers.items() if broker in w["requirements"]]
+        others.remove("none")
         yield Violation(
             "broker",
-            answers.get("broker"),
-            "must be redis for worker 'rq', which runs on Redis only; choose broker "
-            "redis, or worker celery or dramatiq to use RabbitMQ",
+            broker,
+            f"must be {' or '.join(served)} for worker '{worker}', which runs on "
+            f"{' or '.join(brokers[b]['name'] for b in served)} only; choose broker "
+            f"{' or '.join(served)}, or worker {' or '.join(others)} to use "
+            f"{brokers[broker]['name']}",
         )
 
 
-def check_catalog(answers: Answers) -> Iterator[Violation]:
+def check_catalog(answers: Answers, facts: Facts) -> Iterator[Violation]:
     for option, pattern in (("owner", ENTITY_REF), ("system", OPTIONAL_ENTITY_REF)):
         value = str(answers[option])
         name = value.rpartition("/")[2].rpartition(":")[2]
@@ -237,7 +241,7 @@ def check_catalog(answers: Answers) -> Iterator[Violation]:
             )
 
 
-RULES: tuple[Callable[[Answers], Iterable[Violation]], ...] = (
+RULES: tuple[Callable[[Answers, Facts], Iterable[Violation]], ...] = (
     check_text,
     check_slug,
     check_slug_starts_with_a_letter,
@@ -384,10 +388,10 @@ def config_violations(choices: Mapping[str, list[str]]) -> list[Violation]:
     return list(check_config_defaults(config, config_defaults(config), choices))
 
 
-def violations(answers: Answers, choices: Mapping[str, list[str]]) -> list[Violation]:
+def violations(answers: Answers, choices: Mapping[str, list[str]], facts: Facts) -> list[Violation]:
     found = list(check_choices(answers, choices))
     for rule in RULES:
-        found.extend(rule(answers))
+        found.extend(rule(answers, facts))
     return found
 
 
@@ -401,7 +405,11 @@ def report(found: list[Violation]) -> str:
 
 def main(answers: Answers, template_context: Mapping[str, Any]) -> int:
     choices = template_choices(answers, template_context)
-    found = config_violations(choices) + violations(answers, choices)
+    template = template_directory(answers)
+    if template is None:
+        print("Cannot generate the project: the template's directory is unknown.", file=sys.stderr)
+        return 1
+    found = config_violations(choices) + violations(answers, choices, facts_of(template))
     if found:
         print(report(found), file=sys.stderr)
         return 1

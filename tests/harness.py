@@ -41,6 +41,8 @@ def load_hook(name: str) -> ModuleType:
 PRE_GEN = load_hook("pre_gen_project")
 POST_GEN = load_hook("post_gen_project")
 CHOICES: dict[str, list[str]] = PRE_GEN.choices_of(COOKIECUTTER_JSON)
+# The facts of each choice value, by option: the table the template's files read.
+FACTS: dict[str, Any] = PRE_GEN.facts_of(TEMPLATE)
 
 # Files the post-generation hook writes and git ignores; a bake without hooks lacks them.
 HOOK_WRITTEN = {".env", "deploy/k8s/overlays/dev/secrets.env"}
@@ -85,7 +87,7 @@ def all_combinations() -> list[dict[str, str]]:
 
 
 def is_valid(combination: dict[str, str]) -> bool:
-    return not PRE_GEN.violations(answers_for(**combination), CHOICES)
+    return not PRE_GEN.violations(answers_for(**combination), CHOICES, FACTS)
 
 
 VALID_COMBINATIONS = [c for c in all_combinations() if is_valid(c)]

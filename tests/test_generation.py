@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import stat
@@ -10,8 +11,19 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from cookiecutter.exceptions import UndefinedVariableInTemplate
+from cookiecutter.main import cookiecutter
 
-from harness import CHOICES, HOOK_WRITTEN, POST_GEN, bake, files_of
+from harness import (
+    CHOICES,
+    FACTS,
+    HOOK_WRITTEN,
+    POST_GEN,
+    TEMPLATE,
+    bake,
+    files_of,
+    isolated_config,
+)
 
 # Jinja left in the output: an unrendered variable, tag or comment. `${{` is GitHub
 # Actions' own syntax and allowed.
@@ -56,43 +68,40 @@ def dependencies_of(project: Path, group: str | None = None) -> set[str]:
     return {re.split(r"[\[<>=!~ ]", r, maxsplit=1)[0] for r in requirements}
 
 
-DATABASE_DEPENDENCIES = {
-    "sqlite": {"sqlalchemy", "alembic"},
-    "postgresql": {"sqlalchemy", "alembic", "psycopg"},
-    "mysql": {"sqlalchemy", "alembic", "pymysql"},
-    "none": set(),
-}
-# Django brings its own ORM and migrations; mysqlclient is the MySQL driver it supports.
-DJANGO_DATABASE_DEPENDENCIES = {
-    "sqlite": set(),
-    "postgresql": {"psycopg"},
-    "mysql": {"mysqlclient"},
-    "none": set(),
-}
+def distributions(requirements: list[str]) -> set[str]:
+    """The distribution names of a facts table's requirement lines (its comments left out)."""
+    return {re.split(r"[\[<>=!~ ]", r, maxsplit=1)[0] for r in requirements if r[0] != "#"}
 
 
-FRAMEWORK_DEPENDENCIES = {
-    # Swagger UI's files: FastAPI's /docs, served by the service itself.
-    "fastapi": {"fastapi", "uvicorn", "openapi-ui-bundles"},
-    "flask": {"flask", "gunicorn"},
-    "django": {"django", "gunicorn"},
-}
-# Development dependencies a framework's tests need.
-FRAMEWORK_DEV_DEPENDENCIES = {
-    "fastapi": {"httpx2"},
-    "flask": set(),
-    # Django's types and mypy plugin: the type check is as strict as for the others.
-    "django": {"pytest-django", "django-stubs"},
-}
-WORKER_DEPENDENCIES = {
-    ("none", "redis"): set(),
-    ("celery", "redis"): {"celery"},
-    ("celery", "rabbitmq"): {"celery"},
-    ("rq", "redis"): {"rq"},
-    ("dramatiq", "redis"): {"dramatiq"},
-    ("dramatiq", "rabbitmq"): {"dramatiq"},
-}
-# What the code of a project must never import or mention, but for its own worker.
+def expected_dependencies(combination: dict[str, str]) -> set[str]:
+    """What the facts table says a combination requires: its framework's distributions, its
+    framework's ORM and its database's driver for that ORM when it has a database, and its
+    worker's distributions for its broker."""
+    framework = FACTS["framework"][combination["framework"]]
+    database = combination["database"]
+    requirements = list(framework["requirements"])
+    if database != "none":
+        requirements += FACTS["orm"][framework["orm"]]["requirements"]
+        requirements += FACTS["database"][database]["drivers"][framework["orm"]]
+    requirements += FACTS["worker"][combination["worker"]]["requirements"][combination["broker"]]
+    return distributions(requirements)
+
+
+def every_table_distribution() -> set[str]:
+    found = set()
+    for table in FACTS.values():
+        for facts in table.values():
+            for key in ("requirements", "dev_requirements"):
+                lists = facts.get(key, [])
+                for requirements in lists.values() if isinstance(lists, dict) else [lists]:
+                    found |= distributions(requirements)
+            for requirements in facts.get("drivers", {}).values():
+                found |= distributions(requirements)
+    return found
+
+
+# What the code of a project must never import or mention, but for its own worker (a test
+# keeps its workers those of the facts table).
 WORKER_MODULES = {
     "celery": rb"\b(celery|kombu)\b",
     "rq": rb"\b(rq|Retry\(max)\b",
@@ -118,31 +127,46 @@ FRAMEWORK_MODULES = {
 
 def test_only_the_dependencies_the_choices_need(baked, combination) -> None:
     project = baked(combination)
-    dependencies = dependencies_of(project)
-    framework = combination["framework"]
-    all_database_dependencies = set().union(
-        *DATABASE_DEPENDENCIES.values(), *DJANGO_DATABASE_DEPENDENCIES.values()
-    )
-    by_database = DJANGO_DATABASE_DEPENDENCIES if framework == "django" else DATABASE_DEPENDENCIES
-    assert dependencies & all_database_dependencies == by_database[combination["database"]]
-    all_framework_dependencies = set().union(*FRAMEWORK_DEPENDENCIES.values())
-    assert dependencies & all_framework_dependencies == FRAMEWORK_DEPENDENCIES[framework]
-    all_dev_dependencies = set().union(*FRAMEWORK_DEV_DEPENDENCIES.values())
-    chosen_dev = dependencies_of(project, "dev") & all_dev_dependencies
-    assert chosen_dev == FRAMEWORK_DEV_DEPENDENCIES[framework]
+    chosen = dependencies_of(project) & every_table_distribution()
+    assert chosen == expected_dependencies(combination)
+    # Distributions the table does not know of are the same in every project.
+    assert dependencies_of(project) - every_table_distribution() == set()
+    framework = FACTS["framework"][combination["framework"]]
+    worker = FACTS["worker"][combination["worker"]]
+    chosen_dev = dependencies_of(project, "dev") & every_table_distribution()
+    assert chosen_dev == distributions(framework["dev_requirements"] + worker["dev_requirements"])
 
 
-def test_only_the_worker_dependencies_the_choices_need(baked, combination) -> None:
-    project = baked(combination)
-    pyproject = (project / "pyproject.toml").read_text()
-    key = (combination["worker"], combination["broker"])
-    all_worker_dependencies = set().union(*WORKER_DEPENDENCIES.values())
-    assert dependencies_of(project) & all_worker_dependencies == WORKER_DEPENDENCIES[key]
+def test_the_worker_brings_its_brokers_client(baked, combination) -> None:
     # The broker's client comes with the worker's extra, or with the worker itself.
+    pyproject = (baked(combination) / "pyproject.toml").read_text()
+    requirements = FACTS["worker"][combination["worker"]]["requirements"][combination["broker"]]
+    for requirement in requirements:
+        assert f'"{requirement}"' in pyproject
     if combination["worker"] in ("celery", "dramatiq") and combination["broker"] == "redis":
         assert f'"{combination["worker"]}[redis]' in pyproject
     if combination["worker"] == "dramatiq" and combination["broker"] == "rabbitmq":
         assert '"dramatiq[rabbitmq]' in pyproject
+
+
+@pytest.mark.parametrize("option", ["framework", "database", "worker", "broker", "ci"])
+def test_the_facts_table_has_every_value_of_its_option_and_no_other(option: str) -> None:
+    assert list(FACTS[option]) == CHOICES[option]
+
+
+@pytest.mark.parametrize("option", ["framework", "orm", "database", "worker", "broker"])
+def test_every_value_has_the_facts_its_siblings_have(option: str) -> None:
+    # A new value that lacks a fact would fail only the bakes that look it up: caught here.
+    table = {value: facts for value, facts in FACTS[option].items() if value != "none"}
+    keys = {value: set(facts) for value, facts in table.items()}
+    assert all(k == next(iter(keys.values())) for k in keys.values()), keys
+
+
+def test_every_orm_a_framework_names_exists() -> None:
+    for facts in FACTS["framework"].values():
+        assert facts["orm"] in FACTS["orm"]
+    for facts in FACTS["database"].values():
+        assert set(facts["drivers"]) == set(FACTS["orm"])
 
 
 def test_no_code_of_another_worker_is_generated(baked, combination) -> None:
@@ -311,3 +335,40 @@ def test_generation_is_reproducible(baked, tmp_path: Path) -> None:
     for name in HOOK_WRITTEN:
         first.pop(name), second.pop(name)
     assert first == second
+
+
+# A value added to cookiecutter.json and not to the facts table: (option, value, a bake).
+NEW_VALUES = [
+    ("framework", "litestar", {}),
+    ("database", "cockroachdb", {}),
+    ("worker", "arq", {"database": "postgresql"}),
+    ("broker", "nats", {"worker": "celery", "database": "postgresql"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "others"), NEW_VALUES, ids=[v for _, v, _ in NEW_VALUES]
+)
+def test_a_value_the_facts_table_lacks_fails_the_bake(
+    option: str, value: str, others: dict[str, str], tmp_path: Path
+) -> None:
+    template = tmp_path / "template"
+    shutil.copytree(TEMPLATE, template, ignore=shutil.ignore_patterns(".*", "tests", "bench"))
+    context = json.loads((template / "cookiecutter.json").read_text())
+    context[option].append(value)
+    (template / "cookiecutter.json").write_text(json.dumps(context))
+    with pytest.raises(UndefinedVariableInTemplate) as failure:
+        cookiecutter(
+            str(template),
+            no_input=True,
+            accept_hooks=False,
+            extra_context={**others, option: value},
+            output_dir=str(tmp_path / "out"),
+            config_file=str(isolated_config(tmp_path / "out")),
+        )
+    assert f"has no attribute '{value}'" in str(failure.value.message + str(failure.value.error))
+
+
+def test_the_module_oracles_know_every_worker_and_framework() -> None:
+    assert set(WORKER_MODULES) == set(CHOICES["worker"]) - {"none"}
+    assert set(FRAMEWORK_MODULES) == set(CHOICES["framework"])

@@ -13,6 +13,7 @@ from cookiecutter.exceptions import FailedHookException
 
 from harness import (
     CHOICES,
+    FACTS,
     INVALID_COMBINATIONS,
     PRE_GEN,
     TEMPLATE,
@@ -66,7 +67,7 @@ def ids_of(cases: list[tuple[dict, str]]) -> list[str]:
 
 @pytest.mark.parametrize(("extra", "option"), INVALID_ANSWERS, ids=ids_of(INVALID_ANSWERS))
 def test_rule_set_names_option_value_and_what_is_valid(extra: dict, option: str) -> None:
-    found = PRE_GEN.violations(answers_for(**extra), CHOICES)
+    found = PRE_GEN.violations(answers_for(**extra), CHOICES, FACTS)
     # A bad slug also makes a bad package name, which is derived from it.
     assert option in [v.option for v in found]
     message = PRE_GEN.report(found)
@@ -74,7 +75,7 @@ def test_rule_set_names_option_value_and_what_is_valid(extra: dict, option: str)
 
 
 def test_defaults_are_valid() -> None:
-    assert PRE_GEN.violations(answers_for(), CHOICES) == []
+    assert PRE_GEN.violations(answers_for(), CHOICES, FACTS) == []
 
 
 @pytest.mark.parametrize(
@@ -83,7 +84,7 @@ def test_defaults_are_valid() -> None:
 def test_a_combination_no_worker_can_serve_is_refused_with_what_to_choose(
     combination: dict[str, str],
 ) -> None:
-    found = PRE_GEN.violations(answers_for(**combination), CHOICES)
+    found = PRE_GEN.violations(answers_for(**combination), CHOICES, FACTS)
     assert found
     for violation in found:
         assert violation.option in ("worker", "broker")
@@ -91,7 +92,7 @@ def test_a_combination_no_worker_can_serve_is_refused_with_what_to_choose(
 
 
 def test_rq_on_rabbitmq_names_both_options_and_the_alternatives() -> None:
-    found = PRE_GEN.violations(answers_for(worker="rq", broker="rabbitmq"), CHOICES)
+    found = PRE_GEN.violations(answers_for(worker="rq", broker="rabbitmq"), CHOICES, FACTS)
     assert [str(v) for v in found] == [
         "broker = 'rabbitmq': must be redis for worker 'rq', which runs on Redis only; "
         "choose broker redis, or worker celery or dramatiq to use RabbitMQ"
@@ -99,7 +100,7 @@ def test_rq_on_rabbitmq_names_both_options_and_the_alternatives() -> None:
 
 
 def test_a_worker_without_a_database_suggests_one() -> None:
-    found = PRE_GEN.violations(answers_for(worker="dramatiq", database="none"), CHOICES)
+    found = PRE_GEN.violations(answers_for(worker="dramatiq", database="none"), CHOICES, FACTS)
     assert [v.option for v in found] == ["worker"]
     assert "choose database sqlite, postgresql or mysql, or worker none" in str(found[0])
 
@@ -108,28 +109,28 @@ def test_a_worker_without_a_database_suggests_one() -> None:
 def test_every_framework_runs_every_worker(framework: str) -> None:
     for worker in CHOICES["worker"]:
         answers = answers_for(framework=framework, database="postgresql", worker=worker)
-        assert PRE_GEN.violations(answers, CHOICES) == [], worker
+        assert PRE_GEN.violations(answers, CHOICES, FACTS) == [], worker
 
 
 @pytest.mark.parametrize("broker", CHOICES["broker"])
 def test_the_broker_is_harmless_without_a_worker(broker: str) -> None:
     for database in CHOICES["database"]:
         answers = answers_for(worker="none", broker=broker, database=database)
-        assert PRE_GEN.violations(answers, CHOICES) == []
+        assert PRE_GEN.violations(answers, CHOICES, FACTS) == []
 
 
 def test_a_choice_outside_its_list_is_refused() -> None:
     # Cookiecutter checks choices given on the command line itself; the hook checks them
     # again for callers that render answers without it (replay, cruft, an edited answers file).
     answers = {**answers_for(), "database": "oracle"}
-    found = PRE_GEN.violations(answers, CHOICES)
+    found = PRE_GEN.violations(answers, CHOICES, FACTS)
     assert [str(v) for v in found] == [
         "database = 'oracle': must be one of sqlite, postgresql, mysql, none"
     ]
 
 
 def test_a_number_from_a_config_file_is_judged_not_crashed_on() -> None:
-    found = PRE_GEN.violations({**answers_for(), "version": 1.5, "author_email": 7}, CHOICES)
+    found = PRE_GEN.violations({**answers_for(), "version": 1.5, "author_email": 7}, CHOICES, FACTS)
     assert [v.option for v in found] == ["author_email"]
 
 
@@ -140,7 +141,7 @@ def test_every_violation_is_reported_at_once(cookies) -> None:
     )
     assert isinstance(result.exception, FailedHookException)
     found = PRE_GEN.violations(
-        answers_for(project_slug="Bad Slug", author_email="nope", version="x"), CHOICES
+        answers_for(project_slug="Bad Slug", author_email="nope", version="x"), CHOICES, FACTS
     )
     assert sorted(v.option for v in found) == [
         "author_email",
@@ -329,4 +330,4 @@ def test_replayed_answers_are_validated_too(workdir: Path) -> None:
     ],
 )
 def test_catalog_references_of_every_form_are_accepted(answers: dict) -> None:
-    assert PRE_GEN.violations(answers_for(**answers), CHOICES) == []
+    assert PRE_GEN.violations(answers_for(**answers), CHOICES, FACTS) == []
