@@ -24,6 +24,8 @@ from cookiecutter.prompt import prompt_for_config
 from uv import find_uv_bin
 
 TEMPLATE = Path(__file__).resolve().parent.parent
+# The project skeleton: what cookiecutter renders into a project.
+SKELETON = TEMPLATE / "{{cookiecutter.project_slug}}"
 COOKIECUTTER_JSON: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
