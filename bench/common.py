@@ -54,23 +54,24 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-README = BENCH.parent / "README.md"
+# The maintainer's guide, which shows the latest figures.
+GUIDE = BENCH.parent / "CONTRIBUTING.md"
 
 
 def write_result(name: str, title: str, command: str, body: str) -> Path:
     """Print the result and keep it, with the machine's description, as bench/results/NAME.md;
-    the README's copy (between its `bench:NAME` markers) becomes this latest one."""
+    CONTRIBUTING.md's copy (between its `bench:NAME` markers) becomes this latest one."""
     text = f"### {title}\n\n`{command}`\n\nMachine: {machine()}\n\n{body}\n"
     print(f"\n{text}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.md"
     path.write_text(text)
     start, end = f"<!-- bench:{name} -->\n", f"<!-- /bench:{name} -->\n"
-    readme = README.read_text()
-    if start in readme and end in readme:
-        before, _, rest = readme.partition(start)
+    guide = GUIDE.read_text()
+    if start in guide and end in guide:
+        before, _, rest = guide.partition(start)
         _, _, after = rest.partition(end)
-        README.write_text(f"{before}{start}{text}{end}{after}")
+        GUIDE.write_text(f"{before}{start}{text}{end}{after}")
     return path
 
 

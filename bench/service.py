@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import common
 
 WORKERS = 2
-# The databases the benchmark runs on, with the title of each one's table in the README.
+# The databases the benchmark runs on, with the title of each one's table in CONTRIBUTING.md.
 DATABASE_TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 ENDPOINTS = ("/items/{id}", "/health/ready")
 STARTUP_TIMEOUT = 120

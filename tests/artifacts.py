@@ -33,7 +33,8 @@ from harness import (
 
 # In CI a missing tool is a failure, never a skip.
 REQUIRE_TOOLS = REQUIRE_SERVICES or os.environ.get("CI") == "true"
-# The oldest and the newest Kubernetes the manifests are written for (README.md).
+# The oldest and the newest Kubernetes the manifests are written for (CONTRIBUTING.md,
+# Pinned versions).
 KUBERNETES_VERSIONS = ("1.31.0", "1.37.0")
 OVERLAYS = ("base", "overlays/dev", "overlays/prod")
 CHECKOV_REQUIREMENTS = TEMPLATE / "requirements-checkov.txt"

@@ -178,7 +178,7 @@ PROJECT_CHECKS = (
 # Python wrapper exports this virtual environment to the project it runs.
 UV = [find_uv_bin()]
 
-# The servers of the development and CI machines (README.md, Test tiers, real).
+# The servers of the development and CI machines (CONTRIBUTING.md, Test tiers, real).
 SERVER_URLS = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
     "mysql": "mysql://root@127.0.0.1:3306/{name}",

@@ -18,9 +18,10 @@ SKELETON = TEMPLATE / "{{cookiecutter.project_slug}}"
 NAMED_PATH = re.compile(r"(?<![\w./{-])((?:tests|bench|hooks)/[\w./-]*[\w/])")
 
 
-def test_readme_headings_are_unique() -> None:
+@pytest.mark.parametrize("document", ["README.md", "CONTRIBUTING.md"])
+def test_headings_are_unique(document: str) -> None:
     # A heading is a link target (#service); two of the same title cannot both be linked.
-    headings = re.findall(r"^#+ (.+)$", README.read_text(), re.MULTILINE)
+    headings = re.findall(r"^#+ (.+)$", (TEMPLATE / document).read_text(), re.MULTILINE)
     assert len(headings) == len(set(headings)), sorted(h for h in headings if headings.count(h) > 1)
 
 
@@ -43,7 +44,16 @@ def tracked_files() -> list[Path]:
 
 @pytest.mark.parametrize(
     "document",
-    ["README.md", ".gitignore", "requirements.txt", "pyproject.toml", "tests", "bench", "hooks"],
+    [
+        "README.md",
+        "CONTRIBUTING.md",
+        ".gitignore",
+        "requirements.txt",
+        "pyproject.toml",
+        "tests",
+        "bench",
+        "hooks",
+    ],
 )
 def test_every_path_a_document_names_is_in_the_repository(document: str) -> None:
     # Prose and comments point at tests/..., bench/... or hooks/... of the template (or of

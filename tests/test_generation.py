@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import stat
@@ -11,18 +10,14 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from cookiecutter.exceptions import UndefinedVariableInTemplate
-from cookiecutter.main import cookiecutter
 
 from harness import (
     CHOICES,
     FACTS,
     HOOK_WRITTEN,
     POST_GEN,
-    TEMPLATE,
     bake,
     files_of,
-    isolated_config,
 )
 
 # Jinja left in the output: an unrendered variable, tag or comment. `${{` is GitHub
@@ -147,26 +142,6 @@ def test_the_worker_brings_its_brokers_client(baked, combination) -> None:
         assert f'"{combination["worker"]}[redis]' in pyproject
     if combination["worker"] == "dramatiq" and combination["broker"] == "rabbitmq":
         assert '"dramatiq[rabbitmq]' in pyproject
-
-
-@pytest.mark.parametrize("option", ["framework", "database", "worker", "broker", "ci"])
-def test_the_facts_table_has_every_value_of_its_option_and_no_other(option: str) -> None:
-    assert list(FACTS[option]) == CHOICES[option]
-
-
-@pytest.mark.parametrize("option", ["framework", "orm", "database", "worker", "broker"])
-def test_every_value_has_the_facts_its_siblings_have(option: str) -> None:
-    # A new value that lacks a fact would fail only the bakes that look it up: caught here.
-    table = {value: facts for value, facts in FACTS[option].items() if value != "none"}
-    keys = {value: set(facts) for value, facts in table.items()}
-    assert all(k == next(iter(keys.values())) for k in keys.values()), keys
-
-
-def test_every_orm_a_framework_names_exists() -> None:
-    for facts in FACTS["framework"].values():
-        assert facts["orm"] in FACTS["orm"]
-    for facts in FACTS["database"].values():
-        assert set(facts["drivers"]) == set(FACTS["orm"])
 
 
 def test_no_code_of_another_worker_is_generated(baked, combination) -> None:
@@ -335,38 +310,6 @@ def test_generation_is_reproducible(baked, tmp_path: Path) -> None:
     for name in HOOK_WRITTEN:
         first.pop(name), second.pop(name)
     assert first == second
-
-
-# A value added to cookiecutter.json and not to the facts table: (option, value, a bake).
-NEW_VALUES = [
-    ("framework", "litestar", {}),
-    ("database", "cockroachdb", {}),
-    ("worker", "arq", {"database": "postgresql"}),
-    ("broker", "nats", {"worker": "celery", "database": "postgresql"}),
-]
-
-
-@pytest.mark.parametrize(
-    ("option", "value", "others"), NEW_VALUES, ids=[v for _, v, _ in NEW_VALUES]
-)
-def test_a_value_the_facts_table_lacks_fails_the_bake(
-    option: str, value: str, others: dict[str, str], tmp_path: Path
-) -> None:
-    template = tmp_path / "template"
-    shutil.copytree(TEMPLATE, template, ignore=shutil.ignore_patterns(".*", "tests", "bench"))
-    context = json.loads((template / "cookiecutter.json").read_text())
-    context[option].append(value)
-    (template / "cookiecutter.json").write_text(json.dumps(context))
-    with pytest.raises(UndefinedVariableInTemplate) as failure:
-        cookiecutter(
-            str(template),
-            no_input=True,
-            accept_hooks=False,
-            extra_context={**others, option: value},
-            output_dir=str(tmp_path / "out"),
-            config_file=str(isolated_config(tmp_path / "out")),
-        )
-    assert f"has no attribute '{value}'" in str(failure.value.message + str(failure.value.error))
 
 
 def test_the_module_oracles_know_every_worker_and_framework() -> None:
