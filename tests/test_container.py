@@ -44,6 +44,8 @@ from container_engine import (
     server_images,
 )
 from harness import (
+    CHOICES,
+    FACTS,
     REQUIRE_SERVICES,
     TEMPLATE,
     UV,
@@ -58,23 +60,27 @@ from services import Service, cases, database_admin, free_port
 pytestmark = pytest.mark.container
 
 DEFAULTS = {"framework": "fastapi", "database": "sqlite", "worker": "none", "broker": "redis"}
-# Each framework's fullest combination: PostgreSQL, with a worker on RabbitMQ where the
-# framework has one (the two workers that speak AMQP shared between them).
-WORKERS = {"fastapi": "celery", "flask": "dramatiq", "django": "celery"}
+# The workers that run on RabbitMQ, taken in turn by the frameworks' fullest combinations.
+AMQP_WORKERS = [
+    w for w in CHOICES["worker"] if w != "none" and "rabbitmq" in FACTS["worker"][w]["requirements"]
+]
 
 
-def fullest(framework: str) -> dict[str, str]:
+def fullest(framework: str, turn: int) -> dict[str, str]:
+    """A framework's fullest combination: PostgreSQL, with a worker on RabbitMQ where the
+    framework has one."""
+    worker = AMQP_WORKERS[turn % len(AMQP_WORKERS)]
     with_worker = {"framework": framework, "database": "postgresql", "broker": "rabbitmq"}
     without = {**DEFAULTS, "framework": framework, "database": "postgresql"}
-    preferred = [{**with_worker, "worker": WORKERS[framework]}, without]
+    preferred = [{**with_worker, "worker": worker}, without]
     return next(c for c in preferred if c in VALID_COMBINATIONS)
 
 
 COMBINATIONS = [
     *(
         combination
-        for framework in WORKERS
-        for combination in ({**DEFAULTS, "framework": framework}, fullest(framework))
+        for turn, framework in enumerate(CHOICES["framework"])
+        for combination in ({**DEFAULTS, "framework": framework}, fullest(framework, turn))
     ),
     # The one image whose build stage installs a compiler (mysqlclient builds against the
     # MariaDB client library): its runtime stage must have none of it.
