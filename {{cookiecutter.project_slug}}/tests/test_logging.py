@@ -17,7 +17,7 @@ from {{ cookiecutter.package_name }} import logs
 def test_one_record_per_request_with_method_path_status_and_duration(
     client: {{ {"fastapi": "TestClient", "flask": "FlaskClient", "django": "Client"}[cookiecutter.framework] }}, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger=logs.logger.name):
+    with caplog.at_level(logging.INFO):
         client.get("/health/live")
         client.get("/no-such-path")
     requests = [record for record in caplog.records if record.getMessage() == "request"]

@@ -1,0 +1,79 @@
+"""The service's commands: the same ones run it locally, in containers and in Kubernetes.
+
+What the web framework does for them is in server.py.
+"""
+
+import argparse
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+{% if cookiecutter.worker != "none" -%}
+from . import heartbeat
+{% endif -%}
+from .logs import configure_logging
+{%- if cookiecutter.database != "none" %}
+from .server import dev, migrate, serve, setup
+{%- else %}
+from .server import dev, serve, setup
+{%- endif %}
+from .settings import Settings, describe, get_settings
+
+PROG = "{{ cookiecutter.project_slug }}"
+{%- if cookiecutter.worker != "none" %}
+
+
+# The worker's code is imported by the worker's commands alone, once the framework is set
+# up: the web server never loads it.
+def worker(settings: Settings) -> None:
+    from .worker import run_worker
+
+    run_worker(settings)
+
+
+def scheduler(settings: Settings) -> None:
+    from .worker import run_scheduler
+
+    run_scheduler(settings)
+
+
+def worker_health(settings: Settings) -> None:
+    """Exit 0 while the worker's heartbeat is fresh, else 1: its liveness probe."""
+    path = settings.worker_heartbeat_file
+    if not heartbeat.is_fresh(path):
+        message = f"{PROG}: worker heartbeat {path} is missing or older than {heartbeat.MAX_AGE}s"
+        raise SystemExit(message)
+{%- endif %}
+
+
+COMMANDS: dict[str, tuple[Callable[[Settings], None], str]] = {
+    "serve": (serve, "run the production server on HOST:PORT with WEB_CONCURRENCY processes"),
+    "dev": (dev, "{% if cookiecutter.database != "none" %}migrate, then {% endif %}run an auto-reloading server on 127.0.0.1:PORT"),
+{%- if cookiecutter.database != "none" %}
+    "migrate": (migrate, "apply the database migrations up to the latest"),
+{%- endif %}
+{%- if cookiecutter.worker != "none" %}
+    "worker": (worker, "run the background worker until SIGTERM"),
+    "scheduler": (scheduler, "send the periodic tasks (run exactly one)"),
+    "worker-health": (worker_health, "exit 0 while the worker's heartbeat is fresh (liveness)"),
+{%- endif %}
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_run, summary) in COMMANDS.items():
+        commands.add_parser(name, help=summary)
+    args = parser.parse_args(argv)
+
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        # One line naming the variable, no traceback: the operator's to fix, not a bug.
+        parser.exit(2, f"{parser.prog}: {describe(error)}\n")
+    configure_logging(settings.log_level)
+    setup()
+    run, _summary = COMMANDS[args.command]
+    run(settings)
+    return 0
