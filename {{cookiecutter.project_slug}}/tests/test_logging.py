@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 {%- elif cookiecutter.framework == "flask" %}
 from flask.testing import FlaskClient
-{%- else %}
+{%- elif cookiecutter.framework == "django" %}
 from django.test import Client
 {%- endif %}
 

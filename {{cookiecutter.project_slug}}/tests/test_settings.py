@@ -21,7 +21,7 @@ VALID = {"DATABASE_URL": "sqlite:///app.db"}
 VALID = {"DATABASE_URL": "postgresql://user:password@db.example:5432/app"}
 {%- elif cookiecutter.database == "mysql" %}
 VALID = {"DATABASE_URL": "mysql://user:password@db.example:3306/app"}
-{%- else %}
+{%- elif cookiecutter.database == "none" %}
 VALID: dict[str, str] = {}
 {%- endif %}
 {%- if cookiecutter.worker != "none" and cookiecutter.broker == "redis" %}
@@ -142,7 +142,7 @@ def test_broker_url_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_broker_url_of_another_broker_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 {%- if cookiecutter.broker == "redis" %}
     other = "amqp://u:p@h:5672/%2F"
-{%- else %}
+{%- elif cookiecutter.broker == "rabbitmq" %}
     other = "redis://u:p@h:6379/0"
 {%- endif %}
     message = error_of(monkeypatch, ENVIRONMENT="development", BROKER_URL=other)

@@ -11,14 +11,14 @@ from pathlib import Path
 {%- endif %}
 {%- if cookiecutter.framework == "django" %}
 from typing import Annotated, Literal
-{%- else %}
+{%- elif cookiecutter.framework in ("fastapi", "flask") %}
 from typing import Literal
 {%- endif %}
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 {%- if cookiecutter.framework == "django" %}
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-{%- else %}
+{%- elif cookiecutter.framework in ("fastapi", "flask") %}
 from pydantic_settings import BaseSettings, SettingsConfigDict
 {%- endif %}
 
