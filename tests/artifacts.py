@@ -23,6 +23,7 @@ import yaml
 
 from harness import (
     COOKIECUTTER_JSON,
+    FACTS,
     LONGEST_NAME,
     REQUIRE_SERVICES,
     TEMPLATE,
@@ -53,8 +54,11 @@ CONTAINER_PROBES = {
 }
 # A task's hard time limit (40 s) and the time to acknowledge it: the worker's grace period.
 WORKER_GRACE_SECONDS = 60
-DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306}
-BROKER_PORTS = {"redis": 6379, "rabbitmq": 5672}
+# The ports the NetworkPolicies must admit, by database server and broker (the facts table).
+DATABASE_PORTS = {
+    name: facts["port"] for name, facts in FACTS["database"].items() if facts["server"]
+}
+BROKER_PORTS = {name: facts["port"] for name, facts in FACTS["broker"].items()}
 # The image's user and group (Dockerfile), which the pods run as.
 IMAGE_UID = 10001
 TEMPLATE_VERSION = COOKIECUTTER_JSON["_template_version"]
