@@ -16,7 +16,9 @@ from harness import (
     FACTS,
     HOOK_WRITTEN,
     POST_GEN,
+    VALID_COMBINATIONS,
     bake,
+    combination_id,
     files_of,
 )
 
@@ -315,3 +317,25 @@ def test_generation_is_reproducible(baked, tmp_path: Path) -> None:
 def test_the_module_oracles_know_every_worker_and_framework() -> None:
     assert set(WORKER_MODULES) == set(CHOICES["worker"]) - {"none"}
     assert set(FRAMEWORK_MODULES) == set(CHOICES["framework"])
+
+
+# Imports of a worker module: `from .worker import x`, `from pkg import worker`,
+# `import pkg.worker`.
+WORKER_IMPORT = re.compile(
+    rb"^\s*(from \S*\bworker import|from \S+ import .*\bworker\b|import \S*\bworker\b)", re.M
+)
+
+
+@pytest.mark.parametrize(
+    "combination", [c for c in VALID_COMBINATIONS if c["worker"] != "none"], ids=combination_id
+)
+def test_the_web_side_does_not_import_the_worker(baked, combination) -> None:
+    # The web service queues work through task_queue.py; only the worker's own commands
+    # (cli.py, which imports it when they run) load the worker module.
+    project = baked(combination)
+    importers = sorted(
+        name
+        for name, content in files_of(project).items()
+        if name.startswith("src/") and name.endswith(".py") and WORKER_IMPORT.search(content)
+    )
+    assert importers == [f"src/{project.name.replace('-', '_')}/cli.py"]
