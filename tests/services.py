@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import UV, bake, combination_id, environment_for, run
+from harness import combination_id, environment_for, run
+from installs import Installs
 
 # Seconds a worker may take to process an item queued through the API.
 PROCESSING_TIMEOUT = 30
@@ -108,12 +109,13 @@ def unreachable(database_url: str, workdir: Path) -> str:
 
 
 class Services:
-    """Installs each combination once and starts its services on demand. A test process runs
-    one combination (an xdist group) at a time: starting another stops the ones before, so
-    that idle services do not pile up."""
+    """Starts each combination's services on demand, from its one install (installs.py).
+    A test process runs one combination at a time (conftest.CombinationScheduling): starting
+    another stops the ones before, so that idle services do not pile up."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, installs: Installs | None = None) -> None:
         self.root = root
+        self.installs = installs or Installs(root / "installs")
         self.combination = ""
         self.running: dict[str, Service] = {}
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -129,14 +131,10 @@ class Services:
         return self.running[key]
 
     def _install(self, combination: dict[str, str]) -> tuple[Path, dict[str, str]]:
-        workdir = self.root / combination_id(combination)
-        if not workdir.exists():
-            workdir.mkdir()
-            project = bake(workdir, **combination)
-            run([*UV, "sync", "--quiet", "--no-dev"], project, environment_for(combination))
-        return next(p for p in workdir.iterdir() if p.is_dir()), environment_for(
-            combination, "contract"
-        )
+        # The development group is installed too, for the project's own suite: that the
+        # runtime dependencies alone serve is proven by the images (test_deploy_commands,
+        # and the container tier's, whose workers process items).
+        return self.installs(combination), environment_for(combination, "contract")
 
     def _start(self, combination: dict[str, str], key: str, *, reachable: bool) -> Service:
         project, environment = self._install(combination)

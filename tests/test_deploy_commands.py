@@ -27,12 +27,12 @@ from artifacts import dockerignored, instructions, kubernetes_workload
 from harness import (
     UV,
     VALID_COMBINATIONS,
-    bake,
     combination_id,
     environment_for,
     one_database_per_worker,
     run,
 )
+from installs import Installs
 from services import Service, Services, cases, free_port
 
 pytestmark = pytest.mark.real
@@ -160,17 +160,18 @@ def run_step(arguments: str, context: Path, workdir: Path, environment: dict[str
 
 
 @pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def images(tmp_path_factory: pytest.TempPathFactory, installed: Installs) -> Iterator[Any]:
     built: dict[str, tuple[Path, Image]] = {}
 
     def get(combination: dict[str, str]) -> tuple[Path, Image]:
         key = combination_id(combination)
         if key not in built:
             workdir = tmp_path_factory.mktemp(f"image-{key}")
-            project = bake(workdir / "bake", **combination)
+            # A checkout after the README's first steps: its lock file, which the image
+            # installs exactly, and whatever else the checkout holds (.dockerignore keeps it
+            # out).
+            project = installed(combination)
             environment = environment_for(combination)
-            # The README's first step: a lock file, which the image installs exactly.
-            run([*UV, "lock", "--quiet"], project, environment)
             built[key] = (project, build_image(project, workdir / "root", environment))
         return built[key]
 
@@ -178,8 +179,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    services = Services(tmp_path_factory.mktemp("deploy"))
+def services(tmp_path_factory: pytest.TempPathFactory, installed: Installs) -> Iterator[Services]:
+    services = Services(tmp_path_factory.mktemp("deploy"), installed)
     yield services
     services.stop_all()
 

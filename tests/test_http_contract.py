@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from harness import VALID_COMBINATIONS, one_database_per_worker
+from installs import Installs
 from services import STARTUP_TIMEOUT, Services, cases, wait_until_processed
 
 pytestmark = pytest.mark.real
@@ -31,8 +32,8 @@ WITH_WORKER = [c for c in CONTRACT_COMBINATIONS if c["worker"] != "none"]
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    services = Services(tmp_path_factory.mktemp("contract"))
+def services(tmp_path_factory: pytest.TempPathFactory, installed: Installs) -> Iterator[Services]:
+    services = Services(tmp_path_factory.mktemp("contract"), installed)
     yield services
     services.stop_all()
 
