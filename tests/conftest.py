@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,16 @@ class CombinationScheduling:
         report = pytest.CollectReport(node.gateway.id, "failed", message, [])
         self.config.hook.pytest_collectreport(report=report)
         node.shutdown()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto`: two test processes per core (PYTEST_XDIST_AUTO_NUM_WORKERS, where set,
+    decides instead). The real tier's processes spend much of their time waiting for the
+    servers, workers and services they start: with one per core, the cores idle for part
+    of the run."""
+    if "PYTEST_XDIST_AUTO_NUM_WORKERS" in os.environ:
+        return None
+    return 2 * len(os.sched_getaffinity(0))
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> CombinationScheduling:
