@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import combination_id, environment_for, run
+from harness import combination_id, environment_for, one_database_per_worker, run
 from installs import Installs
 
 # Seconds a worker may take to process an item queued through the API.
@@ -51,6 +51,25 @@ def database_admin(action: str, database_url: str) -> list[str]:
         f"--port={url.port}",
         *credentials,
         f"--execute={'; '.join(statements)}",
+    ]
+
+
+def each_database_and_worker(combinations: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The combinations the services tiers run: each framework with each database, and with
+    each worker and broker, not each pairing of them. one_database_per_worker, less the
+    combinations without a worker on a database that the framework meets with a worker, but
+    for one per framework (the databases in turn): the code without a worker runs too."""
+    sampled = one_database_per_worker(combinations)
+    met = {(c["framework"], c["database"]) for c in sampled if c["worker"] != "none"}
+    plain: dict[str, list[dict[str, str]]] = {}
+    for c in sampled:
+        if c["worker"] == "none" and (c["framework"], c["database"]) in met:
+            plain.setdefault(c["framework"], []).append(c)
+    kept = [found[turn % len(found)] for turn, found in enumerate(plain.values())]
+    return [
+        c
+        for c in sampled
+        if c["worker"] != "none" or (c["framework"], c["database"]) not in met or c in kept
     ]
 
 
