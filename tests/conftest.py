@@ -107,6 +107,11 @@ class CombinationScheduling:
     def __init__(self, config: pytest.Config, log: Any) -> None:
         self.config = config
         self.log = log
+        # The test processes to wait for, as --tx gives them (`-n` sets it): `N*spec` is N.
+        self.numnodes = sum(
+            int(count) if count.isdigit() else 1
+            for count, _, _ in (spec.partition("*") for spec in config.getoption("tx"))
+        )
         self.collections: dict[Any, list[str]] = {}
         # Per test process, the indices of the tests it was sent and has not finished.
         self.pending: dict[Any, list[int]] = {}
@@ -121,8 +126,9 @@ class CombinationScheduling:
 
     @property
     def collection_is_completed(self) -> bool:
-        # A process that comes up later (one replacing a crashed one) joins when it is ready.
-        return bool(self.pending) and self.collections.keys() == self.pending.keys()
+        # Every process has collected, so that all their collections are compared; one
+        # replacing a crashed process joins when it has.
+        return len(self.collections) >= self.numnodes
 
     @property
     def tests_finished(self) -> bool:
