@@ -106,7 +106,6 @@ class CombinationScheduling:
 
     def __init__(self, config: pytest.Config, log: Any) -> None:
         self.config = config
-        self.log = log
         # The test processes to wait for, as --tx gives them (`-n` sets it): `N*spec` is N.
         self.numnodes = sum(
             int(count) if count.isdigit() else 1
