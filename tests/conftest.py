@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from artifacts import Variant, render_variants, tool
-from xdist.scheduler import LoadScopeScheduling
 
+from artifacts import Variant, render_variants, tool
 from harness import VALID_COMBINATIONS, Baker, bake, combination_id
+from installs import Installs
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +29,12 @@ def baked(tmp_path_factory: pytest.TempPathFactory) -> Baker:
         return projects[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installs:
+    """Each combination installed once per test process (installs.py)."""
+    return Installs(tmp_path_factory.mktemp("installs"))
 
 
 @pytest.fixture(scope="session")
@@ -73,17 +81,142 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 COMBINATION_IDS = sorted((combination_id(c) for c in VALID_COMBINATIONS), key=len, reverse=True)
 
 
-class CombinationScheduling(LoadScopeScheduling):
-    """Sends the tests of one combination to one test process, which then bakes, installs and
-    starts it once (the fixtures keep them per process). xdist's own grouping (xdist_group
-    marks) no longer works with pytest 9.2, which ignores the node ids xdist rewrites."""
+def combination_of(nodeid: str) -> str:
+    """The id of the combination a test runs for (its parameters end with it), else the
+    test's own id."""
+    parameters = nodeid.rpartition("[")[2].removesuffix("]") if nodeid.endswith("]") else ""
+    for combination in COMBINATION_IDS:
+        if parameters == combination or parameters.endswith(f"-{combination}"):
+            return combination
+    return nodeid
 
-    def _split_scope(self, nodeid: str) -> str:
-        parameters = nodeid.rpartition("[")[2].removesuffix("]") if nodeid.endswith("]") else ""
-        for combination in COMBINATION_IDS:
-            if parameters == combination or parameters.endswith(f"-{combination}"):
-                return combination
-        return nodeid
+
+class CombinationScheduling:
+    """Sends the tests of one combination to one test process, which then bakes, installs
+    and starts it once (the fixtures keep them per process); any other test is a unit of its
+    own. The largest units go first, so that none of them is left to run alone at the end.
+
+    Written against xdist's public scheduler protocol (xdist.scheduler.protocol.Scheduling,
+    returned from the pytest_xdist_make_scheduler hook): xdist's own grouping, `--dist
+    loadgroup` with `xdist_group` marks, does not group with pytest 9.2 and pytest-xdist
+    3.8.0 (the newest release), wherever the marks are added. xdist tags a test's group onto
+    `item._nodeid`, which pytest 9.2 no longer reads (a node keeps its id in `item._id`), so
+    the controller gets the plain ids and spreads a group over every process
+    (pytest-dev/pytest-xdist#1386, open)."""
+
+    def __init__(self, config: pytest.Config, log: Any) -> None:
+        self.config = config
+        # The test processes to wait for, as --tx gives them (`-n` sets it): `N*spec` is N.
+        self.numnodes = sum(
+            int(count) if count.isdigit() else 1
+            for count, _, _ in (spec.partition("*") for spec in config.getoption("tx"))
+        )
+        self.collections: dict[Any, list[str]] = {}
+        # Per test process, the indices of the tests it was sent and has not finished.
+        self.pending: dict[Any, list[int]] = {}
+        self.collection: list[str] = []
+        self.index: dict[str, int] = {}
+        # The units still to send, largest first; None until the first schedule().
+        self.units: list[list[str]] | None = None
+
+    @property
+    def nodes(self) -> list[Any]:
+        return list(self.pending)
+
+    @property
+    def collection_is_completed(self) -> bool:
+        # Every process has collected, so that all their collections are compared; one
+        # replacing a crashed process joins when it has.
+        return len(self.collections) >= self.numnodes
+
+    @property
+    def tests_finished(self) -> bool:
+        return self.units == [] and not any(self.pending.values())
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.units) or any(self.pending.values())
+
+    def add_node(self, node: Any) -> None:
+        self.pending[node] = []
+
+    def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
+        self.collections[node] = list(collection)
+        if self.units is not None and self.collections[node] != self.collection:
+            self._report_other_collection(node)
+
+    def schedule(self) -> None:
+        if self.units is None:
+            self.collection = next(iter(self.collections.values()))
+            self.index = {nodeid: index for index, nodeid in enumerate(self.collection)}
+            units: dict[str, list[str]] = {}
+            for nodeid in self.collection:
+                units.setdefault(combination_of(nodeid), []).append(nodeid)
+            self.units = sorted(units.values(), key=len, reverse=True)
+            for node, collection in self.collections.items():
+                if collection != self.collection:
+                    self._report_other_collection(node)
+        for node in self.nodes:
+            if node in self.collections:
+                self._send_more(node)
+
+    def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+        self.pending[node].remove(item_index)
+        self._send_more(node)
+
+    def remove_node(self, node: Any) -> str | None:
+        """Forget a process; if it crashed, the test it was running, and the others it was
+        sent go to the processes left (or the one replacing it)."""
+        self.collections.pop(node, None)
+        pending = self.pending.pop(node)
+        if not pending:
+            return None
+        crashed, *rest = pending
+        assert self.units is not None
+        if rest:
+            self.units.insert(0, [self.collection[index] for index in rest])
+        for other in self.nodes:
+            if other in self.collections:
+                self._send_more(other)
+        return self.collection[crashed]
+
+    def mark_test_pending(self, item: str) -> None:
+        raise NotImplementedError
+
+    def remove_pending_tests_from_node(self, node: Any, indices: Sequence[int]) -> None:
+        raise NotImplementedError
+
+    def _send_more(self, node: Any) -> None:
+        """Keep a process more than two tests ahead: it holds back its last test until it
+        knows the next one (or that there is none), to tear down only what that one does
+        not share."""
+        if node.shutting_down:
+            return
+        assert self.units is not None
+        while self.units and len(self.pending[node]) <= 2:
+            indices = [self.index[nodeid] for nodeid in self.units.pop(0)]
+            self.pending[node] += indices
+            node.send_runtest_some(indices)
+        if not self.units:
+            node.shutdown()
+
+    def _report_other_collection(self, node: Any) -> None:
+        """A process that collected other tests gets none, and the run fails."""
+        missing = sorted(set(self.collection) ^ set(self.collections[node]))
+        message = f"{node.gateway.id} collected other tests than the first process: {missing}"
+        report = pytest.CollectReport(node.gateway.id, "failed", message, [])
+        self.config.hook.pytest_collectreport(report=report)
+        node.shutdown()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto`: two test processes per core (PYTEST_XDIST_AUTO_NUM_WORKERS, where set,
+    decides instead). The real tier's processes spend much of their time waiting for the
+    servers, workers and services they start: with one per core, the cores idle for part
+    of the run."""
+    if "PYTEST_XDIST_AUTO_NUM_WORKERS" in os.environ:
+        return None
+    return 2 * len(os.sched_getaffinity(0))
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> CombinationScheduling:

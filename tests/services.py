@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import UV, bake, combination_id, environment_for, run
+from harness import combination_id, environment_for, one_database_per_worker, run
+from installs import Installs
 
 # Seconds a worker may take to process an item queued through the API.
 PROCESSING_TIMEOUT = 30
@@ -50,6 +51,25 @@ def database_admin(action: str, database_url: str) -> list[str]:
         f"--port={url.port}",
         *credentials,
         f"--execute={'; '.join(statements)}",
+    ]
+
+
+def each_database_and_worker(combinations: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The combinations the services tiers run: each framework with each database, and with
+    each worker and broker, not each pairing of them. one_database_per_worker, less the
+    combinations without a worker on a database that the framework meets with a worker, but
+    for one per framework (the databases in turn): the code without a worker runs too."""
+    sampled = one_database_per_worker(combinations)
+    met = {(c["framework"], c["database"]) for c in sampled if c["worker"] != "none"}
+    plain: dict[str, list[dict[str, str]]] = {}
+    for c in sampled:
+        if c["worker"] == "none" and (c["framework"], c["database"]) in met:
+            plain.setdefault(c["framework"], []).append(c)
+    kept = [found[turn % len(found)] for turn, found in enumerate(plain.values())]
+    return [
+        c
+        for c in sampled
+        if c["worker"] != "none" or (c["framework"], c["database"]) not in met or c in kept
     ]
 
 
@@ -108,12 +128,13 @@ def unreachable(database_url: str, workdir: Path) -> str:
 
 
 class Services:
-    """Installs each combination once and starts its services on demand. A test process runs
-    one combination (an xdist group) at a time: starting another stops the ones before, so
-    that idle services do not pile up."""
+    """Starts each combination's services on demand, from its one install (installs.py).
+    A test process runs one combination at a time (conftest.CombinationScheduling): starting
+    another stops the ones before, so that idle services do not pile up."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, installs: Installs | None = None) -> None:
         self.root = root
+        self.installs = installs or Installs(root / "installs")
         self.combination = ""
         self.running: dict[str, Service] = {}
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -129,14 +150,10 @@ class Services:
         return self.running[key]
 
     def _install(self, combination: dict[str, str]) -> tuple[Path, dict[str, str]]:
-        workdir = self.root / combination_id(combination)
-        if not workdir.exists():
-            workdir.mkdir()
-            project = bake(workdir, **combination)
-            run([*UV, "sync", "--quiet", "--no-dev"], project, environment_for(combination))
-        return next(p for p in workdir.iterdir() if p.is_dir()), environment_for(
-            combination, "contract"
-        )
+        # The development group is installed too, for the project's own suite: that the
+        # runtime dependencies alone serve is proven by the images (test_deploy_commands,
+        # and the container tier's, whose workers process items).
+        return self.installs(combination), environment_for(combination, "contract")
 
     def _start(self, combination: dict[str, str], key: str, *, reachable: bool) -> Service:
         project, environment = self._install(combination)

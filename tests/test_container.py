@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 import yaml
-from artifacts import kubernetes_workload
 
+from artifacts import kubernetes_workload
 from container_engine import (
     COMPOSE_COMBINATIONS,
     MINIMUM_ENGINE,

@@ -22,18 +22,17 @@ from typing import Any
 
 import pytest
 import yaml
-from artifacts import dockerignored, instructions, kubernetes_workload
 
+from artifacts import dockerignored, instructions, kubernetes_workload
 from harness import (
     UV,
     VALID_COMBINATIONS,
-    bake,
     combination_id,
     environment_for,
-    one_database_per_worker,
     run,
 )
-from services import Service, Services, cases, free_port
+from installs import Installs
+from services import Service, Services, cases, each_database_and_worker, free_port
 
 pytestmark = pytest.mark.real
 
@@ -65,11 +64,24 @@ def build_context(project: Path, context: Path) -> None:
     """The files `docker build` sends: the project, less what .dockerignore leaves out."""
     lines = (project / ".dockerignore").read_text().splitlines()
     patterns = [line for line in lines if line.strip() and not line.startswith("#")]
-    for path in sorted(project.rglob("*")):
-        relative = path.relative_to(project).as_posix()
-        if path.is_file() and not dockerignored(patterns, relative):
-            (context / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, context / relative)
+    exceptions = [pattern[1:].strip("/") for pattern in patterns if pattern.startswith("!")]
+
+    def all_left_out(directory: str) -> bool:
+        # Left out, and no exception could let anything below it back in: not walked (the
+        # checkout's virtual environment, thousands of files).
+        return dockerignored(patterns, directory) and not any(
+            set(exception) & set("*?[") or exception.startswith(f"{directory}/")
+            for exception in exceptions
+        )
+
+    for directory, subdirectories, files in os.walk(project):
+        below = Path(directory).relative_to(project)
+        subdirectories[:] = [d for d in subdirectories if not all_left_out((below / d).as_posix())]
+        for name in files:
+            relative = (below / name).as_posix()
+            if not dockerignored(patterns, relative):
+                (context / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(project / relative, context / relative)
 
 
 def stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
@@ -160,17 +172,18 @@ def run_step(arguments: str, context: Path, workdir: Path, environment: dict[str
 
 
 @pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def images(tmp_path_factory: pytest.TempPathFactory, installed: Installs) -> Iterator[Any]:
     built: dict[str, tuple[Path, Image]] = {}
 
     def get(combination: dict[str, str]) -> tuple[Path, Image]:
         key = combination_id(combination)
         if key not in built:
             workdir = tmp_path_factory.mktemp(f"image-{key}")
-            project = bake(workdir / "bake", **combination)
+            # A checkout after the README's first steps: its lock file, which the image
+            # installs exactly, and whatever else the checkout holds (.dockerignore keeps it
+            # out).
+            project = installed(combination)
             environment = environment_for(combination)
-            # The README's first step: a lock file, which the image installs exactly.
-            run([*UV, "lock", "--quiet"], project, environment)
             built[key] = (project, build_image(project, workdir / "root", environment))
         return built[key]
 
@@ -178,8 +191,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    services = Services(tmp_path_factory.mktemp("deploy"))
+def services(tmp_path_factory: pytest.TempPathFactory, installed: Installs) -> Iterator[Services]:
+    services = Services(tmp_path_factory.mktemp("deploy"), installed)
     yield services
     services.stop_all()
 
@@ -306,9 +319,9 @@ def check_worker_liveness(project: Path, combination: dict[str, str], image: Ima
 
 # One test per combination, so that each image is built once. What Kubernetes and compose
 # run changes with the framework, the database and the worker and broker, not with each
-# pairing of database and worker: each pairing is sampled once (the images themselves are
-# built by a real engine in test_container.py).
-@pytest.mark.parametrize("combination", cases(one_database_per_worker(VALID_COMBINATIONS)))
+# pairing of them: the HTTP contract's combinations (the images themselves are built by a
+# real engine in test_container.py).
+@pytest.mark.parametrize("combination", cases(each_database_and_worker(VALID_COMBINATIONS)))
 def test_kubernetes_and_compose_commands_run_and_pass_their_checks(
     images, services: Services, combination: dict[str, str]
 ) -> None:

@@ -14,7 +14,6 @@ from artifacts import (
     instructions,
     tool,
 )
-
 from harness import (
     TEMPLATE,
 )

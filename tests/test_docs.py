@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from artifacts import combinations_of, compose_of
 
+from artifacts import combinations_of, compose_of
 from harness import TEMPLATE, VALID_COMBINATIONS, combination_id
 
 README = TEMPLATE / "README.md"

@@ -1,7 +1,7 @@
-"""The HTTP contract: every framework and database, started with its own production command
-on a free port, behaves the same over real HTTP, and so does each worker on each broker (see
-one_database_per_worker). The suite knows nothing of the framework inside; it holds for all
-of them unchanged.
+"""The HTTP contract: every framework with every database, started with its own production
+command on a free port, behaves the same over real HTTP, and so does each worker on each
+broker (services.each_database_and_worker samples the pairings). The suite knows nothing of
+the framework inside; it holds for all of them unchanged.
 
 Each combination runs two services: one on a fresh database, migrated with the project's own
 migrate command, and one pointed at a database that cannot be reached. Tests of one
@@ -19,20 +19,27 @@ from typing import Any
 
 import pytest
 
-from harness import VALID_COMBINATIONS, one_database_per_worker
-from services import STARTUP_TIMEOUT, Services, cases, wait_until_processed
+from harness import VALID_COMBINATIONS
+from installs import Installs
+from services import (
+    STARTUP_TIMEOUT,
+    Services,
+    cases,
+    each_database_and_worker,
+    wait_until_processed,
+)
 
 pytestmark = pytest.mark.real
 
 
-CONTRACT_COMBINATIONS = one_database_per_worker(VALID_COMBINATIONS)
+CONTRACT_COMBINATIONS = each_database_and_worker(VALID_COMBINATIONS)
 WITH_DATABASE = [c for c in CONTRACT_COMBINATIONS if c["database"] != "none"]
 WITH_WORKER = [c for c in CONTRACT_COMBINATIONS if c["worker"] != "none"]
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    services = Services(tmp_path_factory.mktemp("contract"))
+def services(tmp_path_factory: pytest.TempPathFactory, installed: Installs) -> Iterator[Services]:
+    services = Services(tmp_path_factory.mktemp("contract"), installed)
     yield services
     services.stop_all()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from artifacts import (
     BROKER_PORTS,
     CATALOG_ID_LABEL,

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from artifacts import (
     ACCEPTED_CHECKOV_SKIPS,
     CHECKOV_REQUIREMENTS,
@@ -18,7 +19,6 @@ from artifacts import (
     check,
     missing,
 )
-
 from harness import (
     TEMPLATE,
     UV,

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import CHOICES, VALID_COMBINATIONS, combination_id, environment_for
+from installs import Installs
 from loadgen import run_load
 from services import Service, Services, cases, free_port, wait_until_processed
 
@@ -159,8 +160,8 @@ class ReliabilityServices(Services):
 class PrivateDatabaseServices(ReliabilityServices):
     """Services whose database is on the private cluster."""
 
-    def __init__(self, root: Path, cluster: PrivateCluster) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, installs: Installs, cluster: PrivateCluster) -> None:
+        super().__init__(root, installs)
         self.cluster = cluster
 
     def database_url(self, combination: dict[str, str]) -> str:
@@ -169,16 +170,19 @@ class PrivateDatabaseServices(ReliabilityServices):
 
 @pytest.fixture(scope="session")
 def outage_services(
-    tmp_path_factory: pytest.TempPathFactory, private_cluster: PrivateCluster
+    tmp_path_factory: pytest.TempPathFactory, installed: Installs, private_cluster: PrivateCluster
 ) -> Iterator[PrivateDatabaseServices]:
-    services = PrivateDatabaseServices(tmp_path_factory.mktemp("outage"), private_cluster)
+    root = tmp_path_factory.mktemp("outage")
+    services = PrivateDatabaseServices(root, installed, private_cluster)
     yield services
     services.stop_all()
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliabilityServices]:
-    services = ReliabilityServices(tmp_path_factory.mktemp("reliability"))
+def services(
+    tmp_path_factory: pytest.TempPathFactory, installed: Installs
+) -> Iterator[ReliabilityServices]:
+    services = ReliabilityServices(tmp_path_factory.mktemp("reliability"), installed)
     yield services
     services.stop_all()
 
@@ -291,8 +295,8 @@ def private_redis() -> Iterator[PrivateRedis]:
 class PrivateBrokerServices(ReliabilityServices):
     """Services, and their workers, whose broker is the private Redis."""
 
-    def __init__(self, root: Path, redis: PrivateRedis) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, installs: Installs, redis: PrivateRedis) -> None:
+        super().__init__(root, installs)
         self.redis = redis
 
     def _install(self, combination: dict[str, str]) -> tuple[Path, dict[str, str]]:
@@ -321,9 +325,10 @@ class PrivateBrokerServices(ReliabilityServices):
 
 @pytest.fixture(scope="session")
 def broker_outage_services(
-    tmp_path_factory: pytest.TempPathFactory, private_redis: PrivateRedis
+    tmp_path_factory: pytest.TempPathFactory, installed: Installs, private_redis: PrivateRedis
 ) -> Iterator[PrivateBrokerServices]:
-    services = PrivateBrokerServices(tmp_path_factory.mktemp("broker-outage"), private_redis)
+    root = tmp_path_factory.mktemp("broker-outage")
+    services = PrivateBrokerServices(root, installed, private_redis)
     yield services
     services.stop_all()
 
