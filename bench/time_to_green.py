@@ -6,7 +6,8 @@ figures are for a developer who has installed these packages before.
 
     python bench/time_to_green.py [--runs N]
 
-Needs the machine's PostgreSQL (see CONTRIBUTING.md, Test tiers). Writes bench/results/time_to_green.md.
+Needs the machine's PostgreSQL (see CONTRIBUTING.md, Test tiers). Writes
+bench/results/time_to_green.md.
 """
 
 from __future__ import annotations
