@@ -16,6 +16,7 @@ from cookiecutter.main import cookiecutter
 from jsonschema import Draft7Validator
 
 from harness import (
+    CHOICES,
     COOKIECUTTER_JSON,
     HOOK_WRITTEN,
     IGNORED,
@@ -244,7 +245,8 @@ def test_a_broker_asked_only_with_a_worker_agrees() -> None:
     assert value_disagreements(cookiecutter_json, template) == []
 
 
-BROKER_RULE = "broker: must be asked when worker is ['celery', 'dramatiq', 'rq']"
+WORKERS = sorted(w for w in CHOICES["worker"] if w != "none")
+BROKER_RULE = f"broker: must be asked when worker is {WORKERS}"
 
 
 def page_with_dependencies(template: dict[str, Any]) -> dict[str, Any]:

@@ -1,3 +1,4 @@
+{%- from "{#choices.jinja#}" import worker with context -%}
 """The service's configuration: every setting comes from the environment.
 
 Variables are read from the process environment, then from a `.env` file in the working
@@ -98,7 +99,7 @@ class Settings(BaseSettings):
 {%- if cookiecutter.worker != "none" %}
     broker_url: str
     worker_queue: str = Field(default=DEFAULT_QUEUE, pattern=QUEUE_NAME_PATTERN)
-{%- if cookiecutter.worker != "rq" %}
+{%- if worker.concurrency_unit %}
     worker_concurrency: int = Field(default=2, ge=1)
 {%- endif %}
     worker_heartbeat_file: Path = DEFAULT_HEARTBEAT_FILE
