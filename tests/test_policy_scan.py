@@ -20,17 +20,21 @@ from artifacts import (
     missing,
 )
 from harness import (
-    TEMPLATE,
     UV,
+)
+
+CHECKOV_CACHE = Path(
+    os.environ.get("CHECKOV_CACHE") or Path.home() / ".cache" / "python-service-template"
 )
 
 
 @pytest.fixture(scope="session")
 def checkov(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """checkov in a virtual environment of its own (it pins old versions of common
-    packages), made once per set of pins and kept in the template's .cache."""
+    packages), made once per set of pins and kept in the user's cache, where every
+    checkout of the template (CI's clean clones too) finds it."""
     digest = hashlib.sha256(CHECKOV_REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    venv = TEMPLATE / ".cache" / f"checkov-{digest}"
+    venv = CHECKOV_CACHE / f"checkov-{digest}"
     binary = venv / "bin" / "checkov"
     if not binary.exists():
         # Made in place: its scripts name their interpreter by path.
