@@ -179,9 +179,11 @@ PROJECT_CHECKS = (
 UV = [find_uv_bin()]
 
 # The servers of the development and CI machines (CONTRIBUTING.md, Test tiers, real).
+# A database server is named by its facts: its port and administrator (as CI's has them).
 SERVER_URLS = {
-    "postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
-    "mysql": "mysql://root@127.0.0.1:3306/{name}",
+    value: f"{value}://{facts['admin']['user']}@127.0.0.1:{facts['port']}/{{name}}"
+    for value, facts in FACTS["database"].items()
+    if facts["server"]
 }
 BROKER_URLS = {
     "redis": "redis://127.0.0.1:6379/0",

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from harness import (
+    FACTS,
     LONGEST_NAME,
     PROJECT_CHECKS,
     TEMPLATE,
@@ -121,7 +122,11 @@ REPRESENTATIVE = [
     {"framework": "django", "database": "mysql", "worker": "dramatiq", "broker": "rabbitmq"},
 ]
 # Each database server the tests talk to, as a CI service.
-DATABASE_SERVICES = {"postgresql": "postgres", "mysql": "mariadb"}
+DATABASE_SERVICES = {
+    value: facts["container"]["ci"]["name"]
+    for value, facts in FACTS["database"].items()
+    if facts["server"]
+}
 # The broker of a project with a worker, as a CI service.
 BROKER_SERVICES = {"redis": "redis", "rabbitmq": "rabbitmq"}
 FULL_SHA = re.compile(r"uses: (?P<action>[\w.-]+/[\w.-]+)@(?P<ref>\S+) # (?P<tag>v\d+\.\d+\.\d+)$")

@@ -1,3 +1,4 @@
+{%- from "{#choices.jinja#}" import framework, database with context -%}
 import os
 import re
 import subprocess
@@ -17,10 +18,8 @@ PROJECT = Path(__file__).parent.parent
 PACKAGE = "{{ cookiecutter.package_name }}"
 {%- if cookiecutter.database == "sqlite" %}
 VALID = {"DATABASE_URL": "sqlite:///app.db"}
-{%- elif cookiecutter.database == "postgresql" %}
-VALID = {"DATABASE_URL": "postgresql://user:password@db.example:5432/app"}
-{%- elif cookiecutter.database == "mysql" %}
-VALID = {"DATABASE_URL": "mysql://user:password@db.example:3306/app"}
+{%- elif database.server %}
+VALID = {"DATABASE_URL": "{{ cookiecutter.database }}://user:password@db.example:{{ database.port }}/app"}
 {%- elif cookiecutter.database == "none" %}
 VALID: dict[str, str] = {}
 {%- endif %}
@@ -85,38 +84,25 @@ def test_allowed_hosts_must_not_be_empty(monkeypatch: pytest.MonkeyPatch) -> Non
     message = error_of(monkeypatch, ENVIRONMENT="development", ALLOWED_HOSTS=" , ")
     assert message.startswith("invalid configuration: ALLOWED_HOSTS: ")
 {%- endif %}
-{%- if cookiecutter.database == "postgresql" and cookiecutter.framework == "django" %}
+{%- if database.server %}
+{%- set urls = database.urls[framework.orm] %}
+{%- if framework.orm == "django" %}
 
 
-@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+@pytest.mark.parametrize("scheme", {{ urls.schemes | tojson }})
 def test_database_url_has_one_scheme(monkeypatch: pytest.MonkeyPatch, scheme: str) -> None:
     settings = load(monkeypatch, ENVIRONMENT="development", DATABASE_URL=f"{scheme}://u@h/db")
-    assert settings.database_url == "postgresql://u@h/db"
-{%- elif cookiecutter.database == "mysql" and cookiecutter.framework == "django" %}
+    assert settings.database_url == "{{ urls.driver }}://u@h/db"
+{%- elif framework.orm == "sqlalchemy" %}
 
 
-@pytest.mark.parametrize("scheme", ["mysql", "mariadb"])
-def test_database_url_has_one_scheme(monkeypatch: pytest.MonkeyPatch, scheme: str) -> None:
-    settings = load(monkeypatch, ENVIRONMENT="development", DATABASE_URL=f"{scheme}://u@h/db")
-    assert settings.database_url == "mysql://u@h/db"
-{%- elif cookiecutter.database == "postgresql" %}
-
-
-@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])
+@pytest.mark.parametrize("scheme", {{ urls.schemes | tojson }})
 def test_database_url_uses_the_installed_driver(
     monkeypatch: pytest.MonkeyPatch, scheme: str
 ) -> None:
     settings = load(monkeypatch, ENVIRONMENT="development", DATABASE_URL=f"{scheme}://u@h/db")
-    assert settings.database_url == "postgresql+psycopg://u@h/db"
-{%- elif cookiecutter.database == "mysql" %}
-
-
-@pytest.mark.parametrize("scheme", ["mysql", "mariadb", "mysql+pymysql"])
-def test_database_url_uses_the_installed_driver(
-    monkeypatch: pytest.MonkeyPatch, scheme: str
-) -> None:
-    settings = load(monkeypatch, ENVIRONMENT="development", DATABASE_URL=f"{scheme}://u@h/db")
-    assert settings.database_url == "mysql+pymysql://u@h/db"
+    assert settings.database_url == "{{ urls.driver }}://u@h/db"
+{%- endif %}
 {%- endif %}
 {%- if cookiecutter.database != "none" %}
 

@@ -1,4 +1,4 @@
-{%- from "{#choices.jinja#}" import worker with context -%}
+{%- from "{#choices.jinja#}" import framework, database, worker with context -%}
 """The service's configuration: every setting comes from the environment.
 
 Variables are read from the process environment, then from a `.env` file in the working
@@ -36,30 +36,14 @@ SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "DATABASE_URL"})
 # Never echoed back in an error message: it holds a credential.
 SENSITIVE_VARIABLES = frozenset({"SECRET_KEY"})
 {%- endif %}
-{%- if cookiecutter.framework == "django" and cookiecutter.database == "postgresql" %}
+{%- if cookiecutter.database != "none" %}
+{%- set urls = database.urls[framework.orm] %}
 
-# Django's PostgreSQL backend (on psycopg 3) reads the URL; the other spelling maps to it.
-DATABASE_DRIVER = "postgresql"
-DATABASE_SCHEMES = ("postgresql", "postgres")
-{%- elif cookiecutter.framework == "django" and cookiecutter.database == "mysql" %}
-
-# Django's MySQL backend (on mysqlclient) reads the URL; the other spelling maps to it.
-DATABASE_DRIVER = "mysql"
-DATABASE_SCHEMES = ("mysql", "mariadb")
-{%- elif cookiecutter.database == "postgresql" %}
-
-# psycopg 3 is the driver installed; the other spellings of a PostgreSQL URL map to it.
-DATABASE_DRIVER = "postgresql+psycopg"
-DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
-{%- elif cookiecutter.database == "mysql" %}
-
-# PyMySQL is the driver installed; the other spellings of a MySQL/MariaDB URL map to it.
-DATABASE_DRIVER = "mysql+pymysql"
-DATABASE_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
-{%- elif cookiecutter.database == "sqlite" %}
-
-DATABASE_DRIVER = "sqlite"
-DATABASE_SCHEMES = ("sqlite",)
+{% if urls.note -%}
+# {{ urls.note }}
+{% endif -%}
+DATABASE_DRIVER = "{{ urls.driver }}"
+DATABASE_SCHEMES = ({{ urls.schemes | map("tojson") | join(", ") }}{{ "," if urls.schemes | length == 1 }})
 {%- endif %}
 {%- if cookiecutter.worker != "none" and cookiecutter.broker == "redis" %}
 BROKER_SCHEMES = ("redis", "rediss")
