@@ -94,7 +94,8 @@ def is_a_copy_to_compare(project: Path, answers: Mapping[str, Any]) -> bool:
 def next_steps(answers: Mapping[str, Any]) -> str:
     slug = answers["project_slug"]
     steps = [f"cd {slug}"]
-    if answers["database"] in ("postgresql", "mysql"):
+    # Every database but the embedded one (and none) runs on a server of its own.
+    if answers["database"] not in ("sqlite", "none"):
         steps.append("# point DATABASE_URL in .env at your database server (see README.md)")
     if answers.get("worker", "none") != "none":
         steps.append("# point BROKER_URL in .env at your broker (see README.md)")

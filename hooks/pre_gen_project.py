@@ -198,11 +198,12 @@ def check_version(answers: Answers, facts: Facts) -> Iterator[Violation]:
 def check_worker_has_data(answers: Answers, facts: Facts) -> Iterator[Violation]:
     worker = answers.get("worker", "none")
     if worker != "none" and answers.get("database") == "none":
+        *others, last = [name for name in facts["database"] if name != "none"]
         yield Violation(
             "worker",
             worker,
             "must be none without a database, since its example task processes the "
-            "stored items; choose database sqlite, postgresql or mysql, or worker none",
+            f"stored items; choose database {', '.join(others)} or {last}, or worker none",
         )
 
 

@@ -85,7 +85,7 @@ def test_compose_orders_the_stack_and_publishes_only_the_web_port(baked, combina
         assert set(services) == {"web", "migrate", "database"}
         assert services["migrate"]["depends_on"] == {"database": {"condition": "service_healthy"}}
         server = services["database"]
-        assert re.fullmatch(r"(postgres|mariadb):\d+\.\d+(\.\d+)?(-\w+)?", server["image"])
+        assert re.fullmatch(r"[a-z][a-z0-9-]*:\d+\.\d+(\.\d+)?(-\w+)?", server["image"])
         assert server["healthcheck"]["test"][0] == "CMD"
         assert [volume.split(":")[0] for volume in server["volumes"]] == ["database"]
         assert set(volumes) == {"database"}
