@@ -4,6 +4,7 @@ valid combinations, and baking. Fixtures are in conftest.py."""
 from __future__ import annotations
 
 import atexit
+import fcntl
 import importlib.util
 import itertools
 import json
@@ -278,3 +279,32 @@ def run(command: list[str], project: Path, environment: dict[str, str]) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{output}"
     return output
+
+
+# The wheels uv has unpacked in its cache (its archive bucket), whose bytecode this process
+# has compiled, by directory name.
+COMPILED_WHEELS: set[str] = set()
+COMPILING_LOCK = Path(tempfile.gettempdir()) / "template-tests-uv-bytecode.lock"
+
+
+def sync(project: Path, environment: dict[str, str]) -> None:
+    """`uv sync` a baked project, as its README says, then compile the bytecode of the
+    libraries it installed where uv keeps them. uv links a project's files from the wheels
+    it unpacked in its cache, and a wheel's __pycache__ is linked with the rest: the projects
+    installed after this one import their libraries compiled, where each would otherwise
+    compile its own copy of them (about 10 s of CPU for a project with a worker, out of
+    about 20 for its whole suite)."""
+    run([*UV, "sync", "--quiet"], project, environment)
+    archive = Path(run([*UV, "cache", "dir"], project, environment).strip()) / "archive-v0"
+    new = [path for path in archive.glob("*") if path.name not in COMPILED_WHEELS]
+    if not new:
+        return
+    # Once for all the test processes: the bytecode of a wheel is written by one of them.
+    with COMPILING_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # The interpreter the projects run on (UV_PYTHON) writes the bytecode they read;
+        # what is compiled already is left as it is. A failure costs only the time saved:
+        # some wheels hold sources for other Pythons, which nothing imports.
+        compiling = [sys.executable, "-m", "compileall", "-q", *map(str, new)]
+        subprocess.run(compiling, capture_output=True, check=False, timeout=600)
+    COMPILED_WHEELS.update(path.name for path in new)

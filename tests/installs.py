@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import UV, bake, combination_id, environment_for, run
+from harness import bake, combination_id, environment_for, sync
 
 
 class Installs:
@@ -32,6 +32,6 @@ class Installs:
             output = self.root / key
             output.mkdir(parents=True)
             project = bake(output, **combination)
-            run([*UV, "sync", "--quiet"], project, environment_for(combination))
+            sync(project, environment_for(combination))
             self.projects[key] = project
         return self.projects[key]

@@ -21,6 +21,7 @@ from harness import (
     combination_id,
     environment_for,
     run,
+    sync,
 )
 from installs import Installs
 
@@ -94,7 +95,7 @@ def test_django_checks_pass_with_the_configuration_ci_gives(combination, tmp_pat
     assert not (project / ".env").exists()
     jobs = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
     environment = environment_for(combination)
-    run([*UV, "sync", "--quiet"], project, environment)
+    sync(project, environment)
     # Nothing connects while type checking: the lint job's database URL is used as it is.
     run([*UV, "run", "mypy"], project, {**environment, **jobs["lint"]["env"]})
     tests_environment = {**environment, **jobs["test"]["env"]}
@@ -121,7 +122,7 @@ def test_pre_commit_hooks_pass_as_generated(tmp_path: Path) -> None:
     environment["PRE_COMMIT_HOME"] = str(tmp_path / "pre-commit")
     run(["git", "init", "--quiet"], project, environment)
     run(["git", "add", "--all"], project, environment)
-    run([*UV, "sync", "--quiet"], project, environment)
+    sync(project, environment)
     output = run([sys.executable, "-m", "pre_commit", "run", "--all-files"], project, environment)
     assert re.findall(r"^(.+?)\.+Passed$", output, re.MULTILINE) == [
         "ruff check",

@@ -49,6 +49,10 @@ def checkov(tmp_path_factory: pytest.TempPathFactory) -> Path:
             if result.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
                 missing("checkov", f"its install failed: {result.stderr[-2000:]}")
+    # Its bytecode, compiled once (then found up to date): the scan runs with the
+    # environment of these tests, which may forbid writing it (PYTHONDONTWRITEBYTECODE), and
+    # would otherwise compile its thousands of modules on every run.
+    check([venv / "bin" / "python", "-m", "compileall", "-q", venv / "lib"])
     return binary
 
 

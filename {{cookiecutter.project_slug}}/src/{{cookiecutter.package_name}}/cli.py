@@ -12,26 +12,59 @@ from pydantic import ValidationError
 from . import heartbeat
 {% endif -%}
 from .logs import configure_logging
-{%- if cookiecutter.database != "none" %}
-from .server import dev, migrate, serve, setup
-{%- else %}
-from .server import dev, serve, setup
-{%- endif %}
 from .settings import Settings, describe, get_settings
 
 PROG = "{{ cookiecutter.project_slug }}"
 {%- if cookiecutter.worker != "none" %}
 
 
-# The worker's code is imported by the worker's commands alone, once the framework is set
-# up: the web server never loads it.
+# Each command imports the code it runs as it starts, with the framework set up
+# (server.setup): the web server never loads the worker's code, and the worker's liveness
+# probe, which an orchestrator runs every few seconds, loads neither the worker nor the
+# framework.
+{%- else %}
+
+
+# Each command imports the code it runs as it starts, with the framework set up
+# (server.setup).
+{%- endif %}
+def serve(settings: Settings) -> None:
+    from . import server
+
+    server.setup()
+    server.serve(settings)
+
+
+def dev(settings: Settings) -> None:
+    from . import server
+
+    server.setup()
+    server.dev(settings)
+{%- if cookiecutter.database != "none" %}
+
+
+def migrate(settings: Settings) -> None:
+    from . import server
+
+    server.setup()
+    server.migrate(settings)
+{%- endif %}
+{%- if cookiecutter.worker != "none" %}
+
+
 def worker(settings: Settings) -> None:
+    from . import server
+
+    server.setup()
     from .worker import run_worker
 
     run_worker(settings)
 
 
 def scheduler(settings: Settings) -> None:
+    from . import server
+
+    server.setup()
     from .worker import run_scheduler
 
     run_scheduler(settings)
@@ -73,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         # One line naming the variable, no traceback: the operator's to fix, not a bug.
         parser.exit(2, f"{parser.prog}: {describe(error)}\n")
     configure_logging(settings.log_level)
-    setup()
     run, _summary = COMMANDS[args.command]
     run(settings)
     return 0
