@@ -79,7 +79,9 @@ class Variant:
     rendered: dict[str, Path]
 
     def documents(self, overlay: str) -> list[dict[str, Any]]:
-        return [d for d in yaml.safe_load_all(self.rendered[overlay].read_text()) if d]
+        # libyaml's parser (PyYAML's C one): the tests read every variant's objects often.
+        text = self.rendered[overlay].read_text()
+        return [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if d]
 
     def kind(self, overlay: str, kind: str) -> list[dict[str, Any]]:
         return [d for d in self.documents(overlay) if d["kind"] == kind]
@@ -170,10 +172,6 @@ def render_variants(kubectl: Path, root: Path) -> dict[str, dict[str, Any]]:
 def combinations_of(variants: dict[str, Variant]) -> Iterator[Variant]:
     names = {combination_id(c) for c in VALID_COMBINATIONS}
     return (v for v in variants.values() if v.name in names)
-
-
-def rendered_files(variants: dict[str, Variant]) -> list[Path]:
-    return [path for v in combinations_of(variants) for path in v.rendered.values()]
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:

@@ -94,7 +94,10 @@ def combination_of(nodeid: str) -> str:
 class CombinationScheduling:
     """Sends the tests of one combination to one test process, which then bakes, installs
     and starts it once (the fixtures keep them per process); any other test is a unit of its
-    own. The largest units go first, so that none of them is left to run alone at the end.
+    own. The tests of their own go first: the longest single tests (the policy scan, the
+    strict schemas, the first steps) are among them, and would otherwise be left to run
+    alone at the end. The combinations follow, largest first, so that the run ends on the
+    smallest.
 
     Written against xdist's public scheduler protocol (xdist.scheduler.protocol.Scheduling,
     returned from the pytest_xdist_make_scheduler hook): xdist's own grouping, `--dist
@@ -152,7 +155,7 @@ class CombinationScheduling:
             units: dict[str, list[str]] = {}
             for nodeid in self.collection:
                 units.setdefault(combination_of(nodeid), []).append(nodeid)
-            self.units = sorted(units.values(), key=len, reverse=True)
+            self.units = sorted(units.values(), key=lambda unit: (len(unit) > 1, -len(unit)))
             for node, collection in self.collections.items():
                 if collection != self.collection:
                     self._report_other_collection(node)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import functools
 import importlib.util
 import itertools
 import json
@@ -22,6 +23,8 @@ from typing import Any
 from cookiecutter.generate import generate_context
 from cookiecutter.main import cookiecutter
 from cookiecutter.prompt import prompt_for_config
+from jinja2 import Environment
+from jinja2.lexer import get_lexer
 from uv import find_uv_bin
 
 TEMPLATE = Path(__file__).resolve().parent.parent
@@ -119,6 +122,44 @@ def one_database_per_worker(combinations: list[dict[str, str]]) -> list[dict[str
     return [c for c in combinations if c["worker"] == "none"] + [
         databases[turn % len(databases)] for turn, databases in enumerate(with_worker.values())
     ]
+
+
+def compile_once(compile_template: Callable[..., Any]) -> Callable[..., Any]:
+    """Jinja's compilation, kept by this process for every bake. Cookiecutter makes an
+    environment for each bake, which compiles each of the skeleton's templates again: most
+    of a bake's time. What Jinja compiles from a source depends only on it, its names and
+    the settings of the environment (its syntax, extensions, autoescaping), which are kept
+    with it; a bake then renders exactly what it would have."""
+    compiled: dict[tuple[Any, ...], Any] = {}
+
+    @functools.wraps(compile_template)
+    def compile(
+        environment: Environment,
+        source: Any,
+        name: str | None = None,
+        filename: str | None = None,
+        raw: bool = False,
+        defer_init: bool = False,
+    ) -> Any:
+        if not isinstance(source, str):
+            return compile_template(environment, source, name, filename, raw, defer_init)
+        settings = (
+            type(environment),
+            get_lexer(environment),
+            tuple(sorted(environment.extensions)),
+            environment.autoescape,
+            environment.optimized,
+            environment.is_async,
+        )
+        key = (settings, source, name, filename, raw, defer_init)
+        if key not in compiled:
+            compiled[key] = compile_template(environment, source, name, filename, raw, defer_init)
+        return compiled[key]
+
+    return compile
+
+
+Environment.compile = compile_once(Environment.compile)  # type: ignore[method-assign]
 
 
 def bake(output_dir: Path, *, accept_hooks: bool = True, **extra: Any) -> Path:
