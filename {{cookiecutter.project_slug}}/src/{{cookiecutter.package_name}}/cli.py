@@ -5,6 +5,7 @@ What the web framework does for them is in server.py.
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -40,6 +41,16 @@ def dev(settings: Settings) -> None:
 
     server.setup()
     server.dev(settings)
+
+
+def openapi(settings: Settings) -> None:
+    """Write the API's OpenAPI document, as the service serves it, to openapi.json."""
+    from . import server
+    from .openapi import FILENAME, render
+
+    server.setup()
+    Path(FILENAME).write_text(render(server.openapi_document(settings)))
+    print(f"{PROG}: wrote {FILENAME}")
 {%- if cookiecutter.database != "none" %}
 
 
@@ -82,6 +93,7 @@ def worker_health(settings: Settings) -> None:
 COMMANDS: dict[str, tuple[Callable[[Settings], None], str]] = {
     "serve": (serve, "run the production server on HOST:PORT with WEB_CONCURRENCY processes"),
     "dev": (dev, "{% if cookiecutter.database != "none" %}migrate, then {% endif %}run an auto-reloading server on 127.0.0.1:PORT"),
+    "openapi": (openapi, "write the API's OpenAPI document to openapi.json (commit it)"),
 {%- if cookiecutter.database != "none" %}
     "migrate": (migrate, "apply the database migrations up to the latest"),
 {%- endif %}
