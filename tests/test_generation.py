@@ -117,7 +117,15 @@ FRAMEWORK_MODULES = {
         "sqlalchemy",
         "alembic",
     },
-    "flask": {"flask", "gunicorn", "werkzeug", "sqlalchemy", "alembic"},
+    "flask": {
+        "flask",
+        "flask_openapi3",
+        "gunicorn",
+        "werkzeug",
+        "openapi_ui_bundles",
+        "sqlalchemy",
+        "alembic",
+    },
     "django": {"django", "gunicorn", "asgiref", "sqlparse"},
 }
 
