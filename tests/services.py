@@ -6,15 +6,15 @@ reliability checks, the container tier and the service benchmark all run service
 
 from __future__ import annotations
 
+import http.client
 import json
 import secrets
 import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,15 +77,29 @@ def cases(combinations: list[dict[str, str]]) -> list[Any]:
     return [pytest.param(c, id=combination_id(c)) for c in combinations]
 
 
+PROBLEM = "application/problem+json"
+
+
 @dataclass
 class Response:
     status: int
-    content_type: str
+    headers: Message
     body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers["Content-Type"] or ""
 
     def json(self) -> Any:
         assert self.content_type.startswith("application/json"), (self.status, self.body)
         return json.loads(self.body)
+
+    def problem(self) -> Any:
+        """The problem details (RFC 9457) the response carries, its media type checked."""
+        assert self.content_type == PROBLEM, (self.status, self.content_type, self.body)
+        problem = json.loads(self.body)
+        assert (problem["type"], problem["status"]) == ("about:blank", self.status), problem
+        return problem
 
 
 @dataclass
@@ -95,19 +109,32 @@ class Service:
     environment: dict[str, str]
     command: str
 
+    @property
+    def project(self) -> Path:
+        """The installed project the service runs from (its command is in .venv/bin)."""
+        return Path(self.command).parents[2]
+
     def request(
-        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        content_type: str | None = "application/json",
     ) -> Response:
+        """One request, redirects not followed; a body is sent as `content_type` (None: with
+        no Content-Type header)."""
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        headers = {"Content-Type": content_type} if data is not None and content_type else {}
+        url = urlsplit(self.url)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=REQUEST_TIMEOUT)
         try:
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
-                return Response(
-                    response.status, response.headers["Content-Type"] or "", response.read()
-                )
-        except urllib.error.HTTPError as error:
-            return Response(error.code, error.headers["Content-Type"] or "", error.read())
+            connection.request(method, path, body=data, headers=headers)
+            response = connection.getresponse()
+            return Response(response.status, response.headers, response.read())
+        finally:
+            connection.close()
 
     def get(self, path: str) -> Response:
         return self.request("GET", path)
@@ -218,7 +245,7 @@ class Services:
             try:
                 if service.get(path).status == 200:
                     return
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 pass
             time.sleep(0.2)
         pytest.fail(f"{path} did not answer 200 in {STARTUP_TIMEOUT}s:\n{service.log.read_text()}")

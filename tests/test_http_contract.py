@@ -12,9 +12,12 @@ service once.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,10 +59,75 @@ def test_liveness_readiness_and_about(services: Services, combination: dict) -> 
 
 
 @pytest.mark.parametrize("combination", cases(CONTRACT_COMBINATIONS))
-def test_unknown_path_is_a_json_404(services: Services, combination: dict) -> None:
-    response = services.start(combination, reachable=True).get("/no-such-path")
+@pytest.mark.parametrize("path", ["/no-such-path", "/health/live/", "/items/"])
+def test_an_unknown_path_is_a_problem(services: Services, combination: dict, path: str) -> None:
+    # A trailing slash makes another path: not found, never redirected.
+    response = services.start(combination, reachable=True).get(path)
     assert response.status == 404
-    assert response.json() == {"detail": "Not Found"}
+    assert response.problem() == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "Nothing at this path",
+    }
+
+
+def methods_of_paths(combination: dict) -> list[tuple[str, str]]:
+    paths = [("/", "GET, HEAD, OPTIONS"), ("/health/ready", "GET, HEAD, OPTIONS")]
+    if combination["database"] != "none":
+        paths.append(("/items", "GET, HEAD, OPTIONS, POST"))
+        paths.append(("/items/1", "DELETE, GET, HEAD, OPTIONS"))
+    if combination["worker"] != "none":
+        paths.append(("/items/1/process", "OPTIONS, POST"))
+    return paths
+
+
+@pytest.mark.parametrize("combination", cases(CONTRACT_COMBINATIONS))
+def test_options_and_405_name_every_method_of_the_path(
+    services: Services, combination: dict
+) -> None:
+    service = services.start(combination, reachable=True)
+    for path, allow in methods_of_paths(combination):
+        options = service.request("OPTIONS", path)
+        assert (options.status, options.headers["Allow"], options.body) == (204, allow, b""), path
+        assert options.headers["Content-Type"] is None, path
+        refused = service.request("PUT", path, {})
+        assert (refused.status, refused.headers["Allow"]) == (405, allow), path
+        assert refused.problem()["title"] == "Method Not Allowed"
+
+
+@pytest.mark.parametrize("combination", cases(CONTRACT_COMBINATIONS))
+def test_head_is_get_without_the_body(services: Services, combination: dict) -> None:
+    service = services.start(combination, reachable=True)
+    get, head = service.get("/"), service.request("HEAD", "/")
+    assert (head.status, head.body, head.content_type) == (200, b"", get.content_type)
+    assert head.headers["Content-Length"] == str(len(get.body))
+
+
+@pytest.mark.parametrize("combination", cases(CONTRACT_COMBINATIONS))
+def test_the_served_document_is_the_committed_contract(
+    services: Services, combination: dict
+) -> None:
+    service = services.start(combination, reachable=True)
+    served = service.get("/openapi.json").json()
+    assert served["openapi"] == "3.1.0"
+    committed = json.loads((service.project / "openapi.json").read_text())
+    # The project's own normalisation: what it commits is the served document without the
+    # library's extensions.
+    assert without_extensions(served) == committed
+    docs = service.get("/docs")
+    assert (docs.status, docs.content_type.split(";")[0]) == (200, "text/html")
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs/assets/{asset}".encode() in docs.body
+        assert service.get(f"/docs/assets/{asset}").status == 200
+
+
+def without_extensions(document: Any) -> Any:
+    if isinstance(document, dict):
+        return {k: without_extensions(v) for k, v in document.items() if not k.startswith("x-")}
+    if isinstance(document, list):
+        return [without_extensions(value) for value in document]
+    return document
 
 
 @pytest.mark.parametrize("combination", cases(CONTRACT_COMBINATIONS))
@@ -84,6 +152,7 @@ def test_create_get_and_delete(services: Services, combination: dict) -> None:
     created = service.request("POST", "/items", {"name": "contract", "description": "d"})
     assert created.status == 201
     item = created.json()
+    assert created.headers["Location"] == f"/items/{item['id']}"
     assert (item["name"], item["description"]) == ("contract", "d")
     assert isinstance(item["id"], int)
     assert item["created_at"]
@@ -91,10 +160,11 @@ def test_create_get_and_delete(services: Services, combination: dict) -> None:
     fetched = service.get(f"/items/{item['id']}")
     assert (fetched.status, fetched.json()) == (200, item)
 
-    assert service.request("DELETE", f"/items/{item['id']}").status == 204
+    deleted = service.request("DELETE", f"/items/{item['id']}")
+    assert (deleted.status, deleted.body, deleted.headers["Content-Type"]) == (204, b"", None)
     gone = service.get(f"/items/{item['id']}")
     assert gone.status == 404
-    assert gone.json() == {"detail": f"Item {item['id']} not found"}
+    assert gone.problem()["detail"] == f"Item {item['id']} not found"
 
 
 @pytest.mark.parametrize("combination", cases(WITH_DATABASE))
@@ -112,31 +182,63 @@ def test_list_pages_through_items(services: Services, combination: dict) -> None
 
 
 @pytest.mark.parametrize("combination", cases(WITH_DATABASE))
+def test_a_repeated_parameter_counts_by_its_last_value(
+    services: Services, combination: dict
+) -> None:
+    service = services.start(combination, reachable=True)
+    assert service.get("/items?limit=abc&limit=1").json()["limit"] == 1
+    assert service.get("/items?limit=1&limit=abc").problem()["errors"][0]["pointer"] == "/limit"
+
+
+BODY = "application/json"
+
+
+@pytest.mark.parametrize("combination", cases(WITH_DATABASE))
 @pytest.mark.parametrize(
-    ("method", "path", "body"),
+    ("method", "path", "body", "content_type", "status", "parts"),
     [
-        ("POST", "/items", {}),
-        ("POST", "/items", {"name": ""}),
-        ("POST", "/items", {"name": "x", "unexpected": 1}),
-        ("POST", "/items", b"{not json"),
-        ("POST", "/items", b"\x80"),
-        ("GET", "/items?limit=0", None),
-        ("GET", "/items?offset=-1", None),
-        ("GET", "/items/not-a-number", None),
-        ("GET", f"/items/{2**63}", None),
-        ("GET", f"/items?offset={2**63}", None),
+        ("POST", "/items", {}, BODY, 422, [("body", "/name")]),
+        ("POST", "/items", {"name": ""}, BODY, 422, [("body", "/name")]),
+        ("POST", "/items", {"name": "x", "unexpected": 1}, BODY, 422, [("body", "/unexpected")]),
+        ("POST", "/items", [], BODY, 422, [("body", "")]),
+        ("POST", "/items", b"{not json", BODY, 400, None),
+        ("POST", "/items", b"\x80", BODY, 400, None),
+        ("POST", "/items", b"", BODY, 400, None),
+        ("POST", "/items", b'{"name": "x"}', "text/plain", 415, None),
+        ("POST", "/items", b"name=x", "application/x-www-form-urlencoded", 415, None),
+        ("POST", "/items", b'{"name": "x"}', None, 415, None),
+        ("GET", "/items?limit=0", None, None, 422, [("query", "/limit")]),
+        ("GET", "/items?limit=101", None, None, 422, [("query", "/limit")]),
+        ("GET", "/items?offset=-1", None, None, 422, [("query", "/offset")]),
+        ("GET", f"/items?offset={2**31}", None, None, 422, [("query", "/offset")]),
+        ("GET", "/items/not-a-number", None, None, 422, [("path", "/item_id")]),
+        ("GET", "/items/0", None, None, 422, [("path", "/item_id")]),
+        ("GET", f"/items/{2**31}", None, None, 422, [("path", "/item_id")]),
+        ("DELETE", f"/items/{2**63}", None, None, 422, [("path", "/item_id")]),
     ],
 )
-def test_invalid_input_is_a_json_4xx(
-    services: Services, combination: dict, method: str, path: str, body: Any
+def test_invalid_input_is_the_same_problem_everywhere(
+    services: Services,
+    combination: dict,
+    method: str,
+    path: str,
+    body: Any,
+    content_type: str | None,
+    status: int,
+    parts: list[tuple[str, str]] | None,
 ) -> None:
     service = services.start(combination, reachable=True)
     if isinstance(body, bytes):
-        response = service.request(method, path, raw=body)
+        response = service.request(method, path, raw=body, content_type=content_type)
     else:
         response = service.request(method, path, body)
-    assert 400 <= response.status < 500
-    assert response.json()["detail"]
+    assert response.status == status, response
+    problem = response.problem()
+    if parts is None:
+        assert "errors" not in problem
+    else:
+        assert [(e["location"], e["pointer"]) for e in problem["errors"]] == parts
+        assert all(e["detail"] for e in problem["errors"])
 
 
 @pytest.mark.parametrize("combination", cases(WITH_DATABASE))
@@ -148,7 +250,7 @@ def test_not_ready_while_the_database_is_unreachable(services: Services, combina
     assert ready.json()["status"] == "unavailable"
     items = service.get("/items")
     assert items.status == 503
-    assert items.json() == {"detail": "Database unavailable"}
+    assert items.problem()["detail"] == "Database unavailable"
 
 
 @pytest.mark.parametrize("combination", cases(WITH_WORKER))
@@ -178,3 +280,43 @@ def test_an_item_is_processed_in_the_background(services: Services, combination:
         timeout=STARTUP_TIMEOUT,
     )
     assert health.returncode == 0, health.stderr
+
+
+# schemathesis's bounds: enough examples per operation to meet each documented status, few
+# enough for CI's budget; a fixed seed, so that a failure comes back on a rerun.
+SCHEMATHESIS_OPTIONS = ["--checks=all", "--max-examples=25", "--seed=15", "--workers=1"]
+
+
+@pytest.mark.parametrize("combination", cases(CONTRACT_COMBINATIONS))
+def test_schemathesis_finds_the_served_document_true(
+    services: Services, combination: dict, tmp_path: Path
+) -> None:
+    """Every check of schemathesis, a client we did not write, against the production
+    server and the document it serves: statuses, content types, headers and bodies as
+    documented, no server error, 405 with Allow for undocumented methods, and the stateful
+    phase's created items found and deleted ones gone."""
+    service = services.start(combination, reachable=True)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("schemathesis")),
+            "run",
+            f"{service.url}/openapi.json",
+            *SCHEMATHESIS_OPTIONS,
+            "--generation-database=none",
+            "--no-color",
+        ],
+        cwd=tmp_path,
+        env={**service.environment, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    operations = len(
+        [op for path in service.get("/openapi.json").json()["paths"].values() for op in path]
+    )
+    assert f"Tested: {operations}\n" in result.stdout, result.stdout
+    cases_run = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert cases_run, result.stdout
+    print(f"schemathesis: {cases_run.group(0)} for {operations} operations")
