@@ -34,8 +34,12 @@ NOT_JSON = "The body must be JSON, sent as application/json"
 MALFORMED_JSON = "The body is not valid JSON"
 INVALID = "The request is invalid: errors lists each invalid part"
 INTERNAL_ERROR = "The service failed to answer: its log has the details"
+{%- if cookiecutter.database != "none" %}
 DATABASE_UNAVAILABLE = "Database unavailable"
+{%- endif %}
+{%- if cookiecutter.worker != "none" %}
 BROKER_UNAVAILABLE = "Broker unavailable"
+{%- endif %}
 
 Location = Literal["body", "query", "path"]
 
