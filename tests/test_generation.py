@@ -126,7 +126,7 @@ FRAMEWORK_MODULES = {
         "sqlalchemy",
         "alembic",
     },
-    "django": {"django", "gunicorn", "asgiref", "sqlparse"},
+    "django": {"django", "gunicorn", "asgiref", "sqlparse", "openapi_ui_bundles"},
 }
 
 
