@@ -358,17 +358,44 @@ def test_the_fetch_step_generates_the_project_cookiecutter_does(
     ] == []
 
 
+def catalog_entities(project: Path) -> dict[str, dict[str, Any]]:
+    """The entities of a project's catalog-info.yaml, by kind."""
+    documents = yaml.safe_load_all((project / "catalog-info.yaml").read_text())
+    entities = {entity["kind"]: entity for entity in documents}
+    assert sorted(entities) == ["API", "Component"]
+    return entities
+
+
 def test_catalog_info_names_owner_lifecycle_system_and_kubernetes_id(baked) -> None:
     answers = {"owner": "group:default/payments", "system": "billing", "lifecycle": "production"}
     project = baked({"framework": "flask", "database": "postgresql"}, **answers)
-    entity = yaml.safe_load((project / "catalog-info.yaml").read_text())
-    assert entity["kind"] == "Component"
-    assert entity["metadata"]["name"] == project.name
-    assert entity["metadata"]["annotations"]["backstage.io/kubernetes-id"] == project.name
-    assert entity["spec"] == {"type": "service", **answers}
+    component = catalog_entities(project)["Component"]
+    assert component["metadata"]["name"] == project.name
+    assert component["metadata"]["annotations"]["backstage.io/kubernetes-id"] == project.name
+    assert component["spec"] == {"type": "service", **answers, "providesApis": [project.name]}
 
 
 def test_catalog_info_without_a_system_names_none(baked) -> None:
     project = baked({"framework": "fastapi", "database": "sqlite"})
-    spec = yaml.safe_load((project / "catalog-info.yaml").read_text())["spec"]
-    assert spec == {"type": "service", "lifecycle": "experimental", "owner": "platform-team"}
+    for entity in catalog_entities(project).values():
+        assert "system" not in entity["spec"]
+        assert entity["spec"]["lifecycle"] == "experimental"
+        assert entity["spec"]["owner"] == "platform-team"
+
+
+@pytest.mark.parametrize("framework", CHOICES["framework"])
+def test_the_api_entity_is_the_committed_contract(baked, framework: str) -> None:
+    """The component provides an API of type openapi whose definition is the project's
+    openapi.json, which the catalog reads from beside catalog-info.yaml."""
+    answers = {"owner": "group:default/payments", "system": "billing", "lifecycle": "production"}
+    project = baked({"framework": framework, "database": "none"}, **answers)
+    entities = catalog_entities(project)
+    api = entities["API"]
+    assert entities["Component"]["spec"]["providesApis"] == [api["metadata"]["name"]]
+    assert api["spec"] == {
+        "type": "openapi",
+        **answers,
+        "definition": {"$text": "./openapi.json"},
+    }
+    definition = project / api["spec"]["definition"]["$text"]
+    assert json.loads(definition.read_text())["openapi"].startswith("3.1")
