@@ -61,10 +61,10 @@ PATTERNS = {
     "system": OPTIONAL_ENTITY_REF,
 }
 
-# The facts of every choice, by option (framework, orm, database, worker, broker, ci) and
-# value: the table the project's files look their facts up in. It is a file of the project
-# skeleton whose name is a Jinja comment, so cookiecutter writes no file for it (the string
-# is split so that cookiecutter, which renders this hook, leaves it as it is).
+# The facts of every choice, by option (framework, orm, database, worker, broker, ci, license)
+# and value: the table the project's files look their facts up in. It is a file of the
+# project skeleton whose name is a Jinja comment, so cookiecutter writes no file for it (the
+# string is split so that cookiecutter, which renders this hook, leaves it as it is).
 FACTS_FILE = "{" + "#choices.jinja#}"
 FACT_TABLES = {
     "framework": "FRAMEWORKS",
@@ -73,6 +73,7 @@ FACT_TABLES = {
     "worker": "WORKERS",
     "broker": "BROKERS",
     "ci": "CIS",
+    "license": "LICENSES",
 }
 Facts = Mapping[str, Mapping[str, Any]]
 

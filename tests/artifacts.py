@@ -7,10 +7,13 @@ in conftest.py."""
 from __future__ import annotations
 
 import base64
+import fcntl
 import fnmatch
+import hashlib
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,6 +42,13 @@ REQUIRE_TOOLS = REQUIRE_SERVICES or os.environ.get("CI") == "true"
 KUBERNETES_VERSIONS = ("1.31.0", "1.37.0")
 OVERLAYS = ("base", "overlays/dev", "overlays/prod")
 CHECKOV_REQUIREMENTS = TEMPLATE / "requirements-checkov.txt"
+# The test tools from the npm registry, pinned with their lockfile.
+NPM_TOOLS = TEMPLATE / "npm"
+# Where the tools that are no package of the test environment are installed, once per set
+# of pins, for every checkout of the template (CI's clean clones too).
+TOOLS_CACHE = Path(
+    os.environ.get("CHECKOV_CACHE") or Path.home() / ".cache" / "python-service-template"
+)
 # The checks skipped by an inline annotation in the manifests, each with its reason there.
 ACCEPTED_CHECKOV_SKIPS = {"CKV_K8S_35", "CKV_K8S_43"}
 # Skipped only where a worker or a scheduler runs: processes that serve nothing have no
@@ -123,6 +133,31 @@ def tool(name: str) -> Path:
     if not found.exists():
         missing(name, "pip install -r requirements.txt")
     return found
+
+
+def npm_tool(name: str) -> Path:
+    """A command of the npm test tools (npm/package-lock.json), installed with `npm ci` into
+    the tools' cache by the first test process that asks (the others wait for it)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        missing(name, "it needs Node.js and npm: apt-get install nodejs npm")
+    lockfile = NPM_TOOLS / "package-lock.json"
+    digest = hashlib.sha256(lockfile.read_bytes()).hexdigest()[:12]
+    prefix = TOOLS_CACHE / f"npm-{digest}"
+    binary = prefix / "node_modules" / ".bin" / name
+    TOOLS_CACHE.mkdir(parents=True, exist_ok=True)
+    with (TOOLS_CACHE / "npm.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not binary.exists():
+            shutil.rmtree(prefix, ignore_errors=True)
+            prefix.mkdir()
+            for manifest in ("package.json", "package-lock.json"):
+                shutil.copy(NPM_TOOLS / manifest, prefix)
+            install = check([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=prefix)
+            if install.returncode != 0 or not binary.exists():
+                shutil.rmtree(prefix, ignore_errors=True)
+                missing(name, f"npm ci failed: {install.stderr[-2000:]}")
+    return binary
 
 
 def missing(name: str, how: str) -> None:

@@ -260,8 +260,8 @@ def test_free_text_answers_are_escaped_where_they_land(baked) -> None:
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     assert pyproject["description"] == text
     assert pyproject["authors"] == [{"name": text, "email": "you@example.com"}]
-    app = (project / "src" / "quoted_service" / "app.py").read_text()
-    assert 'TITLE = "Quoted Service"' in app
+    openapi = (project / "src" / "quoted_service" / "openapi.py").read_text()
+    assert 'TITLE = "Quoted Service"' in openapi
 
 
 @pytest.mark.parametrize(("example_name", "written"), POST_GEN.SECRET_FILES)

@@ -15,16 +15,13 @@ import pytest
 from artifacts import (
     ACCEPTED_CHECKOV_SKIPS,
     CHECKOV_REQUIREMENTS,
+    TOOLS_CACHE,
     WORKER_CHECKOV_SKIPS,
     check,
     missing,
 )
 from harness import (
     UV,
-)
-
-CHECKOV_CACHE = Path(
-    os.environ.get("CHECKOV_CACHE") or Path.home() / ".cache" / "python-service-template"
 )
 
 
@@ -34,7 +31,7 @@ def checkov(tmp_path_factory: pytest.TempPathFactory) -> Path:
     packages), made once per set of pins and kept in the user's cache, where every
     checkout of the template (CI's clean clones too) finds it."""
     digest = hashlib.sha256(CHECKOV_REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    venv = CHECKOV_CACHE / f"checkov-{digest}"
+    venv = TOOLS_CACHE / f"checkov-{digest}"
     binary = venv / "bin" / "checkov"
     if not binary.exists():
         # Made in place: its scripts name their interpreter by path.
