@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import stat
@@ -247,6 +248,10 @@ def test_license(baked, license_name: str) -> None:
         assert pyproject["license"] == license_name
         assert pyproject["license-files"] == ["LICENSE"]
         assert (project / "LICENSE").read_text().startswith(LICENSE_OPENINGS[license_name])
+    # The API's document names the same license (the real tier proves it is the served one).
+    document = json.loads((project / "openapi.json").read_text())
+    expression = pyproject["license"]
+    assert document["info"]["license"] == {"name": expression, "identifier": expression}
 
 
 def test_free_text_answers_are_escaped_where_they_land(baked) -> None:
