@@ -1,3 +1,4 @@
+{%- from "{#choices.jinja#}" import framework with context -%}
 """Logs as JSON lines on stdout, one object per record, ready for a log collector."""
 
 import json
@@ -9,6 +10,10 @@ from typing import Any
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "color_message"}
 _HANDLER_NAME = "json-stdout"
+{%- if framework.orm == "sqlalchemy" %}
+# Alembic logs each plugin it sets up as it is imported, at INFO: noise at every start.
+_ALEMBIC_PLUGINS = "alembic.runtime.plugins"
+{%- endif %}
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,3 +42,6 @@ def configure_logging(level: str) -> None:
     # Replace only our own handler, so a second call (and pytest's capture) keeps working.
     root.handlers = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level)
+{%- if framework.orm == "sqlalchemy" %}
+    logging.getLogger(_ALEMBIC_PLUGINS).setLevel(max(logging.WARNING, root.level))
+{%- endif %}
