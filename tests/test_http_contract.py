@@ -199,6 +199,16 @@ BODY = "application/json"
         ("POST", "/items", {"name": ""}, BODY, 422, [("body", "/name")]),
         ("POST", "/items", {"name": "x", "unexpected": 1}, BODY, 422, [("body", "/unexpected")]),
         ("POST", "/items", [], BODY, 422, [("body", "")]),
+        # No database is given a NUL character: PostgreSQL refuses it in text.
+        ("POST", "/items", {"name": "a\u0000b"}, BODY, 422, [("body", "/name")]),
+        (
+            "POST",
+            "/items",
+            {"name": "x", "description": "\u0000"},
+            BODY,
+            422,
+            [("body", "/description")],
+        ),
         ("POST", "/items", b"{not json", BODY, 400, None),
         ("POST", "/items", b"\x80", BODY, 400, None),
         ("POST", "/items", b"", BODY, 400, None),
