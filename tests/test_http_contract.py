@@ -209,6 +209,8 @@ BODY = "application/json"
             422,
             [("body", "/description")],
         ),
+        # Nor a lone surrogate, which is no character at all (JSON can still escape one).
+        ("POST", "/items", {"name": "\ud800"}, BODY, 422, [("body", "/name")]),
         ("POST", "/items", b"{not json", BODY, 400, None),
         ("POST", "/items", b"\x80", BODY, 400, None),
         ("POST", "/items", b"", BODY, 400, None),
