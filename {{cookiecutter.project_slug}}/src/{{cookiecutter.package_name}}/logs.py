@@ -10,7 +10,7 @@ from typing import Any
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "color_message"}
 _HANDLER_NAME = "json-stdout"
-{%- if framework.orm == "sqlalchemy" %}
+{%- if framework.orm == "sqlalchemy" and cookiecutter.database != "none" %}
 # Alembic logs each plugin it sets up as it is imported, at INFO: noise at every start.
 _ALEMBIC_PLUGINS = "alembic.runtime.plugins"
 {%- endif %}
@@ -42,6 +42,6 @@ def configure_logging(level: str) -> None:
     # Replace only our own handler, so a second call (and pytest's capture) keeps working.
     root.handlers = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level)
-{%- if framework.orm == "sqlalchemy" %}
+{%- if framework.orm == "sqlalchemy" and cookiecutter.database != "none" %}
     logging.getLogger(_ALEMBIC_PLUGINS).setLevel(max(logging.WARNING, root.level))
 {%- endif %}
