@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
     port: int = Field(default=8000, ge=1, le=65535)
     web_concurrency: int = Field(default=1, ge=1)
+    # Prometheus scrapes /metrics on a port of its own, which no Ingress routes to.
+    metrics_port: int = Field(default=9464, ge=1, le=65535)
 {%- if cookiecutter.framework == "django" %}
     # Comma-separated in the environment. Any host by default: the ingress in front routes by
     # host name, and Kubernetes probes come with the pod's IP as Host (see .env.example).
@@ -87,6 +89,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, ge=1)
 {%- endif %}
     worker_heartbeat_file: Path = DEFAULT_HEARTBEAT_FILE
+    worker_metrics_port: int = Field(default=9465, ge=1, le=65535)
 {%- endif %}
 
     @field_validator("log_level", mode="before")
