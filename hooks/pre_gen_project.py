@@ -62,7 +62,7 @@ PATTERNS = {
 }
 
 # The facts of every choice, by option (framework, orm, database, worker, broker, ci, license)
-# and value: the table the project's files look their facts up in. It is a file of the
+# and value, and of the parts every service has: the table the project's files look their facts up in. It is a file of the
 # project skeleton whose name is a Jinja comment, so cookiecutter writes no file for it (the
 # string is split so that cookiecutter, which renders this hook, leaves it as it is).
 FACTS_FILE = "{" + "#choices.jinja#}"
@@ -74,6 +74,8 @@ FACT_TABLES = {
     "broker": "BROKERS",
     "ci": "CIS",
     "license": "LICENSES",
+    # Not an option: the parts every service has (metrics, error reports, tracing).
+    "part": "PARTS",
 }
 Facts = Mapping[str, Mapping[str, Any]]
 

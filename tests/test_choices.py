@@ -20,7 +20,9 @@ def test_the_facts_table_has_every_value_of_its_option_and_no_other(option: str)
     assert list(FACTS[option]) == CHOICES[option]
 
 
-@pytest.mark.parametrize("option", ["framework", "orm", "database", "worker", "broker", "license"])
+@pytest.mark.parametrize(
+    "option", ["framework", "orm", "database", "worker", "broker", "license", "part"]
+)
 def test_every_value_has_the_facts_its_siblings_have(option: str) -> None:
     # A new value that lacks a fact would fail only the bakes that look it up: caught here.
     table = {value: facts for value, facts in FACTS[option].items() if value != "none"}

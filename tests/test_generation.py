@@ -74,7 +74,7 @@ def distributions(requirements: list[str]) -> set[str]:
 def expected_dependencies(combination: dict[str, str]) -> set[str]:
     """What the facts table says a combination requires: its framework's distributions, its
     framework's ORM and its database's driver for that ORM when it has a database, and its
-    worker's distributions for its broker."""
+    worker's distributions for its broker, and every part's."""
     framework = FACTS["framework"][combination["framework"]]
     database = combination["database"]
     requirements = list(framework["requirements"])
@@ -82,6 +82,8 @@ def expected_dependencies(combination: dict[str, str]) -> set[str]:
         requirements += FACTS["orm"][framework["orm"]]["requirements"]
         requirements += FACTS["database"][database]["drivers"][framework["orm"]]
     requirements += FACTS["worker"][combination["worker"]]["requirements"][combination["broker"]]
+    for part in FACTS["part"].values():
+        requirements += part["requirements"]
     return distributions(requirements)
 
 
