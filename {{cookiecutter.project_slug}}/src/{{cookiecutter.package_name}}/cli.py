@@ -30,9 +30,13 @@ PROG = "{{ cookiecutter.project_slug }}"
 # (server.setup).
 {%- endif %}
 def serve(settings: Settings) -> None:
+    from . import metrics_server
+
+    metrics_server.share_across_processes("serve")
     from . import server
 
     server.setup()
+    metrics_server.start(settings.host, settings.metrics_port)
     server.serve(settings)
 
 
