@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from artifacts import Variant, render_variants, tool
 from harness import VALID_COMBINATIONS, Baker, bake, combination_id
 from installs import Installs
+from services import Services
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +36,15 @@ def baked(tmp_path_factory: pytest.TempPathFactory) -> Baker:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installs:
     """Each combination installed once per test process (installs.py)."""
     return Installs(tmp_path_factory.mktemp("installs"))
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory, installed: Installs) -> Iterator[Services]:
+    """Each combination's production server (and worker), started once per test process for
+    the tests that talk to them over HTTP (services.py)."""
+    services = Services(tmp_path_factory.mktemp("services"), installed)
+    yield services
+    services.stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -193,11 +193,13 @@ class Services:
             SECRET_KEY=secrets.token_urlsafe(32),
             HOST="127.0.0.1",
             PORT=str(port),
+            METRICS_PORT=str(free_port()),
             WEB_CONCURRENCY="2",
             LOG_LEVEL="INFO",
         )
         if combination.get("worker", "none") != "none":
             environment["WORKER_HEARTBEAT_FILE"] = str(workdir / "worker-heartbeat")
+            environment["WORKER_METRICS_PORT"] = str(free_port())
         if combination["database"] == "sqlite":
             environment["DATABASE_URL"] = f"sqlite:///{workdir / 'app.db'}"
         if "DATABASE_URL" in environment:

@@ -181,8 +181,11 @@ def on_this_machine(
     manifest_environment: dict[str, str], combination: dict[str, str], port: int
 ) -> dict[str, str]:
     """The manifests' environment with this machine's servers in place of the cluster's, and
-    a free port (the containers share the host's network)."""
+    free ports (the containers share the host's network)."""
     environment = {**manifest_environment, "PORT": str(port)}
+    for metrics_port in ("METRICS_PORT", "WORKER_METRICS_PORT"):
+        if metrics_port in manifest_environment:
+            environment[metrics_port] = str(free_port())
     local = environment_for(combination, "container")
     if "DATABASE_URL" in local:
         environment["DATABASE_URL"] = local["DATABASE_URL"]

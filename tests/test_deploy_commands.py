@@ -202,8 +202,11 @@ def on_this_machine(
 ) -> dict[str, str]:
     """The manifests' environment with their hosts replaced by this machine's: the server
     in DATABASE_URL, a directory for the volume SQLite lives on, the broker in BROKER_URL
-    (with a queue of its own), a free port."""
+    (with a queue of its own), free ports."""
     environment = {**image.environment, **manifest_environment, "PORT": str(free_port())}
+    for metrics_port in ("METRICS_PORT", "WORKER_METRICS_PORT"):
+        if metrics_port in manifest_environment:
+            environment[metrics_port] = str(free_port())
     url = manifest_environment.get("DATABASE_URL", "")
     if url.startswith("sqlite:////"):
         environment["DATABASE_URL"] = f"sqlite:///{image.path(url.removeprefix('sqlite:///'))}"

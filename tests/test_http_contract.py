@@ -16,14 +16,12 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness import VALID_COMBINATIONS
-from installs import Installs
 from services import (
     STARTUP_TIMEOUT,
     Services,
@@ -38,13 +36,6 @@ pytestmark = pytest.mark.real
 CONTRACT_COMBINATIONS = each_database_and_worker(VALID_COMBINATIONS)
 WITH_DATABASE = [c for c in CONTRACT_COMBINATIONS if c["database"] != "none"]
 WITH_WORKER = [c for c in CONTRACT_COMBINATIONS if c["worker"] != "none"]
-
-
-@pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory, installed: Installs) -> Iterator[Services]:
-    services = Services(tmp_path_factory.mktemp("contract"), installed)
-    yield services
-    services.stop_all()
 
 
 @pytest.mark.parametrize("combination", cases(CONTRACT_COMBINATIONS))

@@ -24,12 +24,14 @@ from typing import Any
 
 # prometheus_client reads it as it is imported: set it first.
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+# Named after the project: every service on a development host shares the temporary directory.
+DIRECTORY_PREFIX = "{{ cookiecutter.project_slug }}-metrics-"
 
 
 def share_across_processes(command: str) -> None:
     """Give this command and the processes it starts a fresh directory to count in, before
     anything imports prometheus_client."""
-    directory = tempfile.mkdtemp(prefix=f"{{ cookiecutter.project_slug }}-{command}-metrics-")
+    directory = tempfile.mkdtemp(prefix=f"{DIRECTORY_PREFIX}{command}-")
     os.environ[MULTIPROCESS_DIRECTORY] = directory
     atexit.register(remove_directory, directory, os.getpid())
 
