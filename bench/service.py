@@ -209,6 +209,10 @@ def wrk_ms(text: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def generator_name() -> str:
+    return "wrk" if shutil.which("wrk") else "a Python load generator (tests/loadgen.py)"
+
+
 def measure(url: str, item_id: int, seconds: float, connections: int) -> dict[str, tuple]:
     figures = {}
     for endpoint in ENDPOINTS:
@@ -286,7 +290,7 @@ def main() -> None:
     from harness import CHOICES
     from services import free_port
 
-    generator = "wrk" if shutil.which("wrk") else "a Python load generator (tests/loadgen.py)"
+    generator = generator_name()
     rows, startup_rows = [], []
     with tempfile.TemporaryDirectory() as root:
         services = services_class()(Path(root))

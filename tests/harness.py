@@ -162,10 +162,13 @@ def compile_once(compile_template: Callable[..., Any]) -> Callable[..., Any]:
 Environment.compile = compile_once(Environment.compile)  # type: ignore[method-assign]
 
 
-def bake(output_dir: Path, *, accept_hooks: bool = True, **extra: Any) -> Path:
-    """Generate a project with --no-input into output_dir and return its directory."""
+def bake(
+    output_dir: Path, *, accept_hooks: bool = True, template: Path = TEMPLATE, **extra: Any
+) -> Path:
+    """Generate a project with --no-input into output_dir (from this template, or another
+    revision's checkout) and return its directory."""
     project = cookiecutter(
-        str(TEMPLATE),
+        str(template),
         no_input=True,
         extra_context=extra,
         output_dir=str(output_dir),
