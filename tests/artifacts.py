@@ -135,6 +135,14 @@ def tool(name: str) -> Path:
     return found
 
 
+def system_tool(name: str, package: str) -> Path:
+    """A tool of the machine's own packages (.ci/run installs them); else skip or fail."""
+    found = shutil.which(name)
+    if found is None:
+        missing(name, f"apt-get install {package}")
+    return Path(str(found))
+
+
 def npm_tool(name: str) -> Path:
     """A command of the npm test tools (npm/package-lock.json), installed with `npm ci` into
     the tools' cache by the first test process that asks (the others wait for it)."""

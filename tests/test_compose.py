@@ -1,5 +1,5 @@
 """compose.yaml, for every combination: valid under the compose spec and Compose v2, and a
-stack in order that publishes only the web port."""
+stack in order that publishes only the web port, and the metrics on loopback."""
 
 from __future__ import annotations
 
@@ -37,12 +37,23 @@ def test_compose_files_resolve_with_compose_v2(variants) -> None:
         assert result.returncode == 0, f"{variant.name}: {result.stdout}{result.stderr}"
 
 
-def test_compose_orders_the_stack_and_publishes_only_the_web_port(baked, combination) -> None:
+def test_compose_orders_the_stack_and_publishes_the_api_and_loopback_metrics(
+    baked, combination
+) -> None:
     project = baked(combination)
     services = compose_of(project)["services"]
     database = combination["database"]
-    published = {name for name, service in services.items() if "ports" in service}
-    assert published == {"web"}
+    # The API on every address; the metrics, which are not for clients, on loopback only.
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    expected = {
+        "web": [
+            "${PORT:-8000}:${PORT:-8000}",
+            "127.0.0.1:${METRICS_PORT:-9464}:${METRICS_PORT:-9464}",
+        ]
+    }
+    if combination.get("worker", "none") != "none":
+        expected["worker"] = ["127.0.0.1:${WORKER_METRICS_PORT:-9465}:${WORKER_METRICS_PORT:-9465}"]
+    assert published == expected
     # Every health check of the stack runs every second while its service starts, as the
     # image's does (web has no check of its own), so that `up --wait` returns without delay;
     # none is disabled, which would make `up --wait` fail.

@@ -422,10 +422,18 @@ def test_compose_runs_the_stack_as_the_readme_says(
     # compose then runs as it is.
     run([*UV, "lock", "--quiet"], project, environment_for(combination))
     build(project, stack.image)
-    # The published port is .env's PORT, as a user would change it: a free one here.
+    # The published ports are .env's, as a user would change them: free ones here, so that
+    # stacks running at once do not collide (the metrics ports too, published on loopback).
     port = free_port()
     env_file = project / ".env"
-    env_file.write_text(re.sub(r"^PORT=.*$", f"PORT={port}", env_file.read_text(), flags=re.M))
+    environment = env_file.read_text()
+    for variable, value in (
+        ("PORT", port),
+        ("METRICS_PORT", free_port()),
+        ("WORKER_METRICS_PORT", free_port()),
+    ):
+        environment = re.sub(rf"^{variable}=.*$", f"{variable}={value}", environment, flags=re.M)
+    env_file.write_text(environment)
 
     started = time.monotonic()
     up = stack.compose("up", "--wait", "--wait-timeout", str(HEALTHY_TIMEOUT), check=False)

@@ -116,7 +116,7 @@ def test_probes_use_the_health_endpoints_on_the_served_port(variants) -> None:
         assert web["name"] == "web"
         assert web["args"] == ["serve"]
         ports = {port["name"]: port["containerPort"] for port in web["ports"]}
-        assert ports == {"http": int(config["PORT"])}
+        assert ports == {"http": int(config["PORT"]), "metrics": int(config["METRICS_PORT"])}
         paths = {
             probe: web[probe]["httpGet"]["path"] for probe in ("startupProbe", "livenessProbe")
         }
@@ -183,14 +183,17 @@ def test_every_worker_project_deploys_a_worker_and_exactly_one_scheduler(variant
         ((scheduler_deployment, scheduler),) = containers["scheduler"]
         assert worker["args"] == ["worker"]
         assert scheduler["args"] == ["scheduler"]
-        # The worker serves nothing: no port, no HTTP probe; its liveness is its heartbeat.
-        assert "ports" not in worker
+        # The worker serves nothing but its metrics: no HTTP probe, its liveness is its
+        # heartbeat. In the web pod its port's name cannot be `metrics`, the web container's.
+        config = variant.kind("overlays/prod", "ConfigMap")[0]["data"]
+        metrics = "worker-metrics" if variant.answers["database"] == "sqlite" else "metrics"
+        ports = {port["name"]: port["containerPort"] for port in worker["ports"]}
+        assert ports == {metrics: int(config["WORKER_METRICS_PORT"])}
         assert "ports" not in scheduler
         for probe in ("startupProbe", "livenessProbe"):
             assert worker[probe]["exec"]["command"] == [slug, "worker-health"], probe
         assert worker["livenessProbe"]["periodSeconds"] >= 30
         # The heartbeat file is on the writable /tmp the worker mounts.
-        config = variant.kind("overlays/prod", "ConfigMap")[0]["data"]
         heartbeat = Path(config["WORKER_HEARTBEAT_FILE"])
         assert "/tmp" in {m["mountPath"] for m in worker["volumeMounts"]}
         assert heartbeat.parent == Path("/tmp")
@@ -249,6 +252,12 @@ def test_sqlite_keeps_the_worker_and_scheduler_in_the_web_pod(variants) -> None:
                 assert pod["serviceAccountName"] == slug
 
 
+# The peer a NetworkPolicy admits to the metrics ports: Prometheus's namespace.
+MONITORING_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+}
+
+
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     """Whether a label selector (matchLabels, and matchExpressions with In) matches labels."""
     if not selector.get("matchLabels", {}).items() <= labels.items():
@@ -280,11 +289,68 @@ def test_network_policies_let_each_pod_reach_only_what_it_uses(variants) -> None
             assert all(rule.get("ports") for rule in spec["egress"]), where
             allowed = {(p["protocol"], p["port"]) for r in spec["egress"] for p in r["ports"]}
             assert allowed == expected, where
-            ingress = spec.get("ingress", [])
+            # From anywhere: the API's port; from the monitoring namespace alone: the
+            # metrics ports of the pod's containers. Every rule names its ports (one without
+            # allows all), by name: a port the pod lacks (the scheduler shares the worker's
+            # policy) admits nothing to it.
+            assert all(rule.get("ports") for rule in spec["ingress"]), where
+            pod = deployment["spec"]["template"]["spec"]
+            names = {port["name"] for c in pod["containers"] for port in c.get("ports", [])}
+            ingress = {
+                (port["port"], yaml.safe_dump(rule.get("from")))
+                for rule in spec["ingress"]
+                for port in rule["ports"]
+                if port["port"] in names
+            }
+            expected_ingress = {
+                (name, yaml.safe_dump([MONITORING_PEER])) for name in names if name != "http"
+            }
             if labels["app.kubernetes.io/component"] == "web":
-                assert [p["port"] for r in ingress for p in r["ports"]] == ["http"], where
-            else:
-                assert ingress == [], where
+                expected_ingress.add(("http", yaml.safe_dump(None)))
+            assert ingress == expected_ingress, where
+
+
+def test_prometheus_scrapes_the_metrics_ports_and_no_ingress_routes_them(variants) -> None:
+    for variant in combinations_of(variants):
+        config = variant.kind("overlays/prod", "ConfigMap")[0]["data"]
+        for deployment in variant.kind("overlays/prod", "Deployment"):
+            template = deployment["spec"]["template"]
+            containers = {c["name"]: c for c in template["spec"]["containers"]}
+            ports = {
+                port["name"]: port["containerPort"]
+                for container in containers.values()
+                for port in container.get("ports", [])
+            }
+            where = f"{variant.name} {deployment['metadata']['name']}"
+            annotations = template["metadata"].get("annotations", {})
+            if "scheduler" in containers and len(containers) == 1:
+                # The scheduler serves no metrics: nothing to scrape.
+                assert not ports, where
+                assert "prometheus.io/scrape" not in annotations, where
+                continue
+            # The usual annotations name the pod's port `metrics`: the web server's
+            # METRICS_PORT, or the worker's WORKER_METRICS_PORT in a pod of its own.
+            variable = "METRICS_PORT" if "web" in containers else "WORKER_METRICS_PORT"
+            assert annotations == {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": config[variable],
+                "prometheus.io/path": "/metrics",
+            }, where
+            assert ports["metrics"] == int(config[variable]), where
+        # The Ingress reaches only the Service's ports, and those only the API's port.
+        services = {s["metadata"]["name"]: s for s in variant.kind("overlays/prod", "Service")}
+        (web_service,) = services.values()
+        assert [p["targetPort"] for p in web_service["spec"]["ports"]] == ["http"]
+        for ingress in variant.kind("overlays/prod", "Ingress"):
+            for rule in ingress["spec"]["rules"]:
+                for path in rule["http"]["paths"]:
+                    backend = path["backend"]["service"]
+                    (port,) = [
+                        p
+                        for p in services[backend["name"]]["spec"]["ports"]
+                        if p["name"] == backend["port"]["name"]
+                    ]
+                    assert port["targetPort"] == "http", variant.name
 
 
 def test_overlays_set_namespace_image_and_secret_source(variants) -> None:
