@@ -1,0 +1,66 @@
+{%- from "{#choices.jinja#}" import framework, worker with context -%}
+"""Error reports: the unhandled errors of every process, sent to Sentry once SENTRY_DSN is set.
+
+Off without a DSN: then the SDK is not even imported. Each process sets them up once, as
+it starts and after any fork: the app factory does in each server process{% if cookiecutter.worker != "none" %}, the worker
+and scheduler commands before they connect{% endif %}.
+The SDK's integrations report what {{ framework.name }}{% if cookiecutter.worker != "none" %}, {{ worker.name }}{% endif %} and the logging module catch.
+Tracing is OpenTelemetry's, not Sentry's: the SDK sends errors only.
+See https://docs.sentry.io/platforms/python/configuration/options/
+"""
+
+from importlib.metadata import version
+
+from .openapi import NAME
+from .settings import SENSITIVE_VARIABLES, Settings
+
+# The request headers an event keeps, to help reproduce an error: never a credential. The
+# others are sent as "[Filtered]".
+KEPT_HEADERS = ["user-agent", "content-type", "content-length"]
+
+
+def setup(settings: Settings, component: str) -> None:
+    """Send this process's errors to Sentry, tagged with its component (web, worker,
+    scheduler), if SENTRY_DSN is set; else do nothing."""
+    dsn = settings.sentry_dsn.get_secret_value()
+    if not dsn:
+        return
+    # Imported only when on: a service without a DSN loads nothing of the SDK.
+    import sentry_sdk
+    from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
+{%- if worker.error_reports_integration %}
+    from {{ worker.error_reports_integration.module }} import {{ worker.error_reports_integration.name }}
+{%- endif %}
+
+    sentry_sdk.init(
+        dsn=dsn,
+        environment=settings.environment,
+        release=f"{NAME}@{version(NAME)}",
+        # What an event may hold of a request or a task: the method, the path and the
+        # exception with its stack and source lines; nothing that tells who the user is or
+        # may carry a secret (bodies, cookies, query strings, credentials in headers, the
+        # frames' variables, the tasks' arguments, the queries' values).
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "allowlist", "terms": KEPT_HEADERS}},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "graphql": {"document": False, "variables": False},
+            "gen_ai": {"inputs": False, "outputs": False},
+            "database_query_data": False,
+            "queues": False,
+            "stack_frame_variables": False,
+        },
+        # Any value the SDK still finds under a credential's name is scrubbed, the settings'
+        # own (SECRET_KEY, ...) included.
+        event_scrubber=EventScrubber(
+            denylist=[*DEFAULT_DENYLIST, *(name.lower() for name in sorted(SENSITIVE_VARIABLES))],
+            recursive=True,
+        ),
+{%- if worker.error_reports_integration %}
+        # Not enabled by the SDK itself: it patches the {{ worker.name }} brokers made after this call.
+        integrations=[{{ worker.error_reports_integration.name }}()],
+{%- endif %}
+    )
+    sentry_sdk.get_global_scope().set_tag("component", component)
