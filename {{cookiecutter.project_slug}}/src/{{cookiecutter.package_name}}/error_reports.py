@@ -12,7 +12,7 @@ See https://docs.sentry.io/platforms/python/configuration/options/
 from importlib.metadata import version
 
 from .openapi import NAME
-from .settings import SENSITIVE_VARIABLES, Settings
+from .settings import Settings
 
 # The request headers an event keeps, to help reproduce an error: never a credential. The
 # others are sent as "[Filtered]".
@@ -27,7 +27,6 @@ def setup(settings: Settings, component: str) -> None:
         return
     # Imported only when on: a service without a DSN loads nothing of the SDK.
     import sentry_sdk
-    from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 {%- if worker.error_reports_integration %}
     from {{ worker.error_reports_integration.module }} import {{ worker.error_reports_integration.name }}
 {%- endif %}
@@ -39,7 +38,8 @@ def setup(settings: Settings, component: str) -> None:
         # What an event may hold of a request or a task: the method, the path and the
         # exception with its stack and source lines; nothing that tells who the user is or
         # may carry a secret (bodies, cookies, query strings, credentials in headers, the
-        # frames' variables, the tasks' arguments, the queries' values).
+        # frames' variables, the tasks' arguments, the queries' values). The SDK scrubs by
+        # these rules alone: it refuses an event scrubber beside them.
         data_collection={
             "user_info": False,
             "cookies": {"mode": "off"},
@@ -52,12 +52,6 @@ def setup(settings: Settings, component: str) -> None:
             "queues": False,
             "stack_frame_variables": False,
         },
-        # Any value the SDK still finds under a credential's name is scrubbed, the settings'
-        # own (SECRET_KEY, ...) included.
-        event_scrubber=EventScrubber(
-            denylist=[*DEFAULT_DENYLIST, *(name.lower() for name in sorted(SENSITIVE_VARIABLES))],
-            recursive=True,
-        ),
 {%- if worker.error_reports_integration %}
         # Not enabled by the SDK itself: it patches the {{ worker.name }} brokers made after this call.
         integrations=[{{ worker.error_reports_integration.name }}()],

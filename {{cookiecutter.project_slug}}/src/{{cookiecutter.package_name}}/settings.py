@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The value .env.example gives every secret. It is accepted only in development and test.
 SECRET_PLACEHOLDER = "change-me"  # noqa: S105 - not a secret: the value refused as one
 MIN_SECRET_LENGTH = 32
-# Never echoed back in an error message, nor sent in an error report: they hold credentials.
+# Never echoed back in an error message: they hold credentials.
 {%- if cookiecutter.worker != "none" %}
 SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "SENTRY_DSN", "DATABASE_URL", "BROKER_URL"})
 {%- elif cookiecutter.database != "none" %}
