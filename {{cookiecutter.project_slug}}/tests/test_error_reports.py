@@ -33,7 +33,7 @@ from pydantic import SecretStr
 import sentry_server
 {%- if cookiecutter.framework == "django" %}
 from {{ cookiecutter.package_name }} import urls, wsgi
-from {{ cookiecutter.package_name }}.settings import Settings, get_settings
+from {{ cookiecutter.package_name }}.settings import get_settings
 {%- elif cookiecutter.framework == "fastapi" %}
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.settings import Settings

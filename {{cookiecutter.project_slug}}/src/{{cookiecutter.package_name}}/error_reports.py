@@ -10,9 +10,17 @@ See https://docs.sentry.io/platforms/python/configuration/options/
 """
 
 from importlib.metadata import version
+{%- if cookiecutter.worker == "rq" %}
+from typing import TYPE_CHECKING
+{%- endif %}
 
 from .openapi import NAME
 from .settings import Settings
+{%- if cookiecutter.worker == "rq" %}
+
+if TYPE_CHECKING:
+    from sentry_sdk.types import Event, Hint
+{%- endif %}
 
 # The request headers an event keeps, to help reproduce an error: never a credential. The
 # others are sent as "[Filtered]".
@@ -52,9 +60,22 @@ def setup(settings: Settings, component: str) -> None:
             "queues": False,
             "stack_frame_variables": False,
         },
+{%- if cookiecutter.worker == "rq" %}
+        before_send=without_job_description,
+{%- endif %}
 {%- if worker.error_reports_integration %}
         # Not enabled by the SDK itself: it patches the {{ worker.name }} brokers made after this call.
         integrations=[{{ worker.error_reports_integration.name }}()],
 {%- endif %}
     )
     sentry_sdk.get_global_scope().set_tag("component", component)
+{%- if cookiecutter.worker == "rq" %}
+
+
+def without_job_description(event: "Event", _hint: "Hint") -> "Event":
+    """RQ's job description is the call with its arguments written out: it stays out too."""
+    job = event.get("extra", {}).get("rq-job")
+    if isinstance(job, dict):
+        job.pop("description", None)
+    return event
+{%- endif %}
