@@ -1,4 +1,5 @@
 {%- from "{#choices.jinja#}" import framework, worker with context -%}
+{%- set integration = worker.error_reports.integration -%}
 """Error reports: the unhandled errors of every process, sent to Sentry once SENTRY_DSN is set.
 
 Off without a DSN: then the SDK is not even imported. Each process sets them up once, as
@@ -35,8 +36,11 @@ def setup(settings: Settings, component: str) -> None:
         return
     # Imported only when on: a service without a DSN loads nothing of the SDK.
     import sentry_sdk
-{%- if worker.error_reports_integration %}
-    from {{ worker.error_reports_integration.module }} import {{ worker.error_reports_integration.name }}
+{%- if integration %}
+    from {{ integration.module }} import {{ integration.name }}
+{%- endif %}
+{%- if worker.error_reports.unreported_loggers %}
+    from sentry_sdk.integrations.logging import ignore_logger
 {%- endif %}
 
     sentry_sdk.init(
@@ -63,11 +67,15 @@ def setup(settings: Settings, component: str) -> None:
 {%- if cookiecutter.worker == "rq" %}
         before_send=without_job_description,
 {%- endif %}
-{%- if worker.error_reports_integration %}
+{%- if integration %}
         # Not enabled by the SDK itself: it patches the {{ worker.name }} brokers made after this call.
-        integrations=[{{ worker.error_reports_integration.name }}()],
+        integrations=[{{ integration.name }}()],
 {%- endif %}
     )
+{%- for logger in worker.error_reports.unreported_loggers %}
+    # The worker logs a failed task with its arguments written out; the integration reports it.
+    ignore_logger("{{ logger }}")
+{%- endfor %}
     sentry_sdk.get_global_scope().set_tag("component", component)
 {%- if cookiecutter.worker == "rq" %}
 
