@@ -29,8 +29,8 @@ KEPT_HEADERS = ["user-agent", "content-type", "content-length"]
 
 
 def setup(settings: Settings, component: str) -> None:
-    """Send this process's errors to Sentry, tagged with its component (web, worker,
-    scheduler), if SENTRY_DSN is set; else do nothing."""
+    """Send this process's errors to Sentry, tagged with the component it runs, if
+    SENTRY_DSN is set; else do nothing."""
     dsn = settings.sentry_dsn.get_secret_value()
     if not dsn:
         return
