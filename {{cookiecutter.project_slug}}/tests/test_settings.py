@@ -178,6 +178,30 @@ def test_outside_development_a_real_secret_is_required(
     assert SECRET_PLACEHOLDER not in message.split(": ", 2)[-1]
 
 
+def test_error_reports_are_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load(monkeypatch, SECRET_KEY=REAL_SECRET)
+    assert settings.sentry_dsn.get_secret_value() == ""
+
+
+def test_a_sentry_dsn_is_read_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    dsn = "https://0123456789abcdef@o1.ingest.sentry.example/42"
+    settings = load(monkeypatch, SECRET_KEY=REAL_SECRET, SENTRY_DSN=dsn)
+    assert settings.sentry_dsn.get_secret_value() == dsn
+    assert "0123456789abcdef" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    ["0123456789abcdef", "ftp://0123456789abcdef@sentry.example/1", "https://sentry.example/1"],
+)
+def test_a_malformed_sentry_dsn_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, dsn: str
+) -> None:
+    message = error_of(monkeypatch, SECRET_KEY=REAL_SECRET, SENTRY_DSN=dsn)
+    assert message.startswith("invalid configuration: SENTRY_DSN: must be empty")
+    assert "0123456789abcdef" not in message
+
+
 @pytest.mark.parametrize("environment", ["development", "test"])
 def test_in_development_the_placeholder_secret_is_accepted(
     monkeypatch: pytest.MonkeyPatch, environment: str

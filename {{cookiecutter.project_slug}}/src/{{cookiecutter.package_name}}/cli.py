@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 {% if cookiecutter.worker != "none" -%}
-from . import heartbeat
+from . import error_reports, heartbeat
 {% endif -%}
 from .logs import configure_logging
 from .settings import Settings, describe, get_settings
@@ -71,6 +71,7 @@ def worker(settings: Settings) -> None:
     from . import server
 
     server.setup()
+    error_reports.setup(settings, "worker")
     from .worker import run_worker
 
     run_worker(settings)
@@ -80,6 +81,7 @@ def scheduler(settings: Settings) -> None:
     from . import server
 
     server.setup()
+    error_reports.setup(settings, "scheduler")
     from .worker import run_scheduler
 
     run_scheduler(settings)

@@ -26,15 +26,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The value .env.example gives every secret. It is accepted only in development and test.
 SECRET_PLACEHOLDER = "change-me"  # noqa: S105 - not a secret: the value refused as one
 MIN_SECRET_LENGTH = 32
+# Never echoed back in an error message: they hold credentials.
 {%- if cookiecutter.worker != "none" %}
-# Never echoed back in an error message: they hold credentials.
-SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "DATABASE_URL", "BROKER_URL"})
+SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "SENTRY_DSN", "DATABASE_URL", "BROKER_URL"})
 {%- elif cookiecutter.database != "none" %}
-# Never echoed back in an error message: they hold credentials.
-SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "DATABASE_URL"})
+SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "SENTRY_DSN", "DATABASE_URL"})
 {%- else %}
-# Never echoed back in an error message: it holds a credential.
-SENSITIVE_VARIABLES = frozenset({"SECRET_KEY"})
+SENSITIVE_VARIABLES = frozenset({"SECRET_KEY", "SENTRY_DSN"})
 {%- endif %}
 {%- if cookiecutter.database != "none" %}
 {%- set urls = database.urls[framework.orm] %}
@@ -74,6 +72,9 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(default=1, ge=1)
     # Prometheus scrapes /metrics on a port of its own, which no Ingress routes to.
     metrics_port: int = Field(default=9464, ge=1, le=65535)
+    # Where error reports go (error_reports.py); empty: none are sent. Anyone who has it can
+    # send events to the project, so it is kept like a secret.
+    sentry_dsn: SecretStr = SecretStr("")
 {%- if cookiecutter.framework == "django" %}
     # Comma-separated in the environment. Any host by default: the ingress in front routes by
     # host name, and Kubernetes probes come with the pod's IP as Host (see .env.example).
@@ -121,6 +122,21 @@ class Settings(BaseSettings):
         if len(secret) < MIN_SECRET_LENGTH:
             message = f"must be at least {MIN_SECRET_LENGTH} characters long"
             raise ValueError(message)
+        return value
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def sentry_dsn_or_nothing(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            return value
+        # The SDK's own reader, imported only once error reports are on.
+        from sentry_sdk.utils import BadDsn, Dsn
+
+        try:
+            Dsn(value.get_secret_value())
+        except BadDsn as error:
+            message = f"must be empty (no error reports) or a Sentry DSN: {error}"
+            raise ValueError(message) from None
         return value
 {%- if cookiecutter.database != "none" %}
 
