@@ -114,13 +114,13 @@ def sampler(name: str, ratio: float) -> Sampler:
     return samplers[name]
 
 
-def flush() -> None:
+def flush_spans() -> None:
     """Send the spans ended so far: before a process exits without Python's exit handlers."""
     if _provider is not None:
         _provider.force_flush()
 
 
-def shutdown() -> None:
+def shutdown_tracing() -> None:
     """Send the last spans and stop the SDK's thread (also done at exit)."""
     if _provider is not None:
         _provider.shutdown()
