@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import combination_id
 from installs import Installs
 from otlp import Receiver, Span
 from services import Services, cases, wait_until_processed
@@ -41,6 +42,8 @@ class TracingServices(Services):
         project, environment = super()._install(combination)
         environment.update(
             OTEL_EXPORTER_OTLP_ENDPOINT=self.receiver.endpoint,
+            # Its own name: the services of every combination send to the one receiver.
+            OTEL_SERVICE_NAME=f"traced-{combination_id(combination)}",
             OTEL_TRACES_SAMPLER="always_on",
             # Milliseconds between the exporter's batches (the SDK's own variable).
             OTEL_BSP_SCHEDULE_DELAY="200",
@@ -86,12 +89,13 @@ def test_one_trace_from_the_request_through_the_broker_to_the_task(
     assert service.request("POST", path).status == 202
     wait_until_processed(service, item["id"])
 
+    service_name = service.environment["OTEL_SERVICE_NAME"]
+
     def sent(spans: list[Span]) -> list[Span]:
         return [s for s in spans if s.kind == "PRODUCER" and s.service == service_name]
 
-    service_name = service.project.name
     spans = receiver.wait_for(sent, SPANS_TIMEOUT)
-    assert len(sent(spans)) == 1, f"one enqueue, one PRODUCER span: {spans}"
+    assert len(sent(spans)) == 1, [(s.service, s.kind, s.name) for s in spans]
     (producer,) = sent(spans)
 
     def whole_trace(spans: list[Span]) -> bool:
