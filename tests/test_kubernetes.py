@@ -31,6 +31,7 @@ from artifacts import (
     combinations_of,
     tool,
 )
+from harness import FACTS
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -264,7 +265,8 @@ def test_network_policies_let_each_pod_reach_only_what_it_uses(variants) -> None
     for variant in combinations_of(variants):
         policies = variant.kind("overlays/prod", "NetworkPolicy")
         database = variant.answers["database"]
-        expected = {("UDP", 53), ("TCP", 53)}
+        # DNS, and the traces' collector (OTLP/HTTP).
+        expected = {("UDP", 53), ("TCP", 53), ("TCP", FACTS["part"]["tracing"]["otlp_port"])}
         if database in DATABASE_PORTS:
             expected.add(("TCP", DATABASE_PORTS[database]))
         if variant.has_worker:
