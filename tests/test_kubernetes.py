@@ -31,7 +31,9 @@ from artifacts import (
     combinations_of,
     tool,
 )
-from harness import FACTS
+
+# The port of a collector's OTLP/HTTP receiver, which the services send their traces to.
+OTLP_HTTP_PORT = 4318
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -266,7 +268,7 @@ def test_network_policies_let_each_pod_reach_only_what_it_uses(variants) -> None
         policies = variant.kind("overlays/prod", "NetworkPolicy")
         database = variant.answers["database"]
         # DNS, and the traces' collector (OTLP/HTTP).
-        expected = {("UDP", 53), ("TCP", 53), ("TCP", FACTS["part"]["tracing"]["otlp_port"])}
+        expected = {("UDP", 53), ("TCP", 53), ("TCP", OTLP_HTTP_PORT)}
         if database in DATABASE_PORTS:
             expected.add(("TCP", DATABASE_PORTS[database]))
         if variant.has_worker:
