@@ -6,10 +6,18 @@
 {%- set abc = (["Callable"] if django_queries else []) + (["Iterator", "Mapping"] if messages else []) -%}
 """Traces (OpenTelemetry), sent to a collector over OTLP/HTTP: off unless an endpoint is set.
 
+{% if messages -%}
 Each process that serves or works sets the SDK up as it starts (`configure_tracing`), after
 any fork: the server's processes build the application there, the worker's processes on
 their start. Until then, and for good while no endpoint is set, spans are the API's no-op
-ones: the SDK is never imported and an unconfigured service pays nothing for them.
+ones: the SDK's tracing is never imported, and an unconfigured service pays nothing for
+them.
+{%- else -%}
+Each of the server's processes sets the SDK up as it starts (`configure_tracing`), after any
+fork, where it builds the application. Until then, and for good while no endpoint is set,
+spans are the API's no-op ones: the SDK's tracing is never imported, and an unconfigured
+service pays nothing for them.
+{%- endif %}
 
 The settings read OpenTelemetry's own variables (OTEL_EXPORTER_OTLP_ENDPOINT,
 OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...), so `.env` sets them too, and this module hands
