@@ -32,6 +32,9 @@ from artifacts import (
     tool,
 )
 
+# The port of a collector's OTLP/HTTP receiver, which the services send their traces to.
+OTLP_HTTP_PORT = 4318
+
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_manifests_are_valid_kubernetes_in_strict_mode(
@@ -273,7 +276,8 @@ def test_network_policies_let_each_pod_reach_only_what_it_uses(variants) -> None
     for variant in combinations_of(variants):
         policies = variant.kind("overlays/prod", "NetworkPolicy")
         database = variant.answers["database"]
-        expected = {("UDP", 53), ("TCP", 53)}
+        # DNS, and the traces' collector (OTLP/HTTP).
+        expected = {("UDP", 53), ("TCP", 53), ("TCP", OTLP_HTTP_PORT)}
         if database in DATABASE_PORTS:
             expected.add(("TCP", DATABASE_PORTS[database]))
         if variant.has_worker:

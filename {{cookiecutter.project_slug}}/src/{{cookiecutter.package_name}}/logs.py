@@ -1,11 +1,18 @@
 {%- from "{#choices.jinja#}" import framework with context -%}
-"""Logs as JSON lines on stdout, one object per record, ready for a log collector."""
+"""Logs as JSON lines on stdout, one object per record, ready for a log collector.
+
+A record written inside a span carries its `trace_id` and `span_id`, as OpenTelemetry
+formats them, so a log line leads to its trace (see tracing.py).
+"""
 
 import json
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+# The API only: with traces off it knows no span, and the SDK is never imported.
+from opentelemetry import trace
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "color_message"}
@@ -24,6 +31,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        # A handler formats a record as it is logged, in the logging code's own context.
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = trace.format_trace_id(span.trace_id)
+            entry["span_id"] = trace.format_span_id(span.span_id)
         entry.update(
             (key, value) for key, value in vars(record).items() if key not in _RECORD_ATTRIBUTES
         )

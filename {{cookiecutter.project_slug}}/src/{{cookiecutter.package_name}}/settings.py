@@ -92,6 +92,19 @@ class Settings(BaseSettings):
     worker_heartbeat_file: Path = DEFAULT_HEARTBEAT_FILE
     worker_metrics_port: int = Field(default=9465, ge=1, le=65535)
 {%- endif %}
+    # Traces (tracing.py), under OpenTelemetry's own names: off while both endpoints are empty.
+    otel_exporter_otlp_endpoint: str = ""
+    otel_exporter_otlp_traces_endpoint: str = ""
+    otel_service_name: str = "{{ cookiecutter.project_slug }}"
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = "parentbased_traceidratio"
+    otel_traces_sampler_arg: float = Field(default=0.1, ge=0, le=1)
 
     @field_validator("log_level", mode="before")
     @classmethod

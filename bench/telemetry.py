@@ -1,0 +1,161 @@
+"""Benchmark, not a test: what traces cost a service. Requests per second and p50/p99 latency
+of `GET /items/{id}` through the generated production server on PostgreSQL, with traces off
+(no endpoint set), on with the default sampler (parentbased_traceidratio, 0.1), and on with
+every trace kept (always_on), side by side. The three servers run at once and are loaded in
+turn, round after round, so that the machine's other load falls on each alike; the table
+gives each one's median round.
+
+    python bench/telemetry.py [--seconds S] [--connections C] [--rounds N] [--frameworks ...]
+
+The spans go to a local sink that answers OTLP/HTTP without decoding: a collector's work is
+done elsewhere in production. Load generator as bench/service.py's. Writes
+bench/results/telemetry.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import common
+from service import load
+
+# Each way of running the service: its name in the table, and the variables it adds.
+MODES = {
+    "off": {},
+    "sampled 0.1 (default)": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio"},
+    "every trace": {"OTEL_TRACES_SAMPLER": "always_on"},
+}
+ENDPOINT = "/items/{id}"
+
+
+class Sink:
+    """An OTLP/HTTP endpoint that takes every export and counts it."""
+
+    def __init__(self) -> None:
+        self.exports = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.exports += 1
+                sink.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def services_class() -> type:
+    """The contract suite's services, with traces as a mode says, each on a database of its
+    own (the modes' servers run at once)."""
+    from harness import environment_for
+    from services import Services
+
+    class TelemetryServices(Services):
+        def __init__(self, root: Path, installs: object, mode: str, sink: Sink) -> None:
+            root.mkdir()
+            super().__init__(root, installs)
+            self.mode = mode
+            self.sink = sink
+
+        def _install(self, combination: dict[str, str]) -> tuple[Path, dict[str, str]]:
+            project, environment = super()._install(combination)
+            purpose = f"telemetry{list(MODES).index(self.mode)}"
+            environment["DATABASE_URL"] = environment_for(combination, purpose)["DATABASE_URL"]
+            if MODES[self.mode]:
+                environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.sink.endpoint
+                environment.update(MODES[self.mode])
+            return project, environment
+
+    return TelemetryServices
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5, help="load per round and mode")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--frameworks", nargs="*", help="default: every one the template offers")
+    arguments = parser.parse_args()
+    from harness import CHOICES
+    from installs import Installs
+
+    generator = "wrk" if shutil.which("wrk") else "a Python load generator (tests/loadgen.py)"
+    sink = Sink()
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        installs = Installs(Path(root) / "installs")
+        traced_services = services_class()
+        for framework in arguments.frameworks or CHOICES["framework"]:
+            combination = {"framework": framework, "database": "postgresql"}
+            running = {
+                mode: traced_services(Path(root) / f"{framework}-{index}", installs, mode, sink)
+                for index, mode in enumerate(MODES)
+            }
+            try:
+                urls = {}
+                for mode, services in running.items():
+                    service = services.start(combination, reachable=True)
+                    item = service.request("POST", "/items", {"name": "bench"}).json()
+                    urls[mode] = service.url + ENDPOINT.format(id=item["id"])
+                    load(urls[mode], 1, arguments.connections)  # warm up
+                figures: dict[str, list[tuple[float, float, float]]] = {m: [] for m in MODES}
+                for _round in range(arguments.rounds):
+                    for mode, url in urls.items():
+                        figures[mode].append(load(url, arguments.seconds, arguments.connections))
+            finally:
+                for services in running.values():
+                    services.stop_all()
+            off = statistics.median(f[0] for f in figures["off"])
+            for mode, measured in figures.items():
+                per_second = statistics.median(f[0] for f in measured)
+                p50 = statistics.median(f[1] for f in measured)
+                p99 = statistics.median(f[2] for f in measured)
+                rows.append(
+                    (
+                        framework,
+                        mode,
+                        f"{per_second:.0f}",
+                        common.ratio(per_second, off),
+                        f"{p50:.1f} / {p99:.1f}",
+                        " ".join(f"{f[0]:.0f}" for f in measured),
+                    )
+                )
+            print(*rows[-len(MODES) :], sep="\n", flush=True)
+    headers = ["framework", "traces", "req/s (median)", "against off", "p50 / p99 ms", "rounds"]
+    body = common.table(headers, rows)
+    body += (
+        f"\n\n`GET {ENDPOINT}` on PostgreSQL; 2 server workers, as generated; "
+        f"{arguments.connections} connections for {arguments.seconds:.0f} s per mode and round, "
+        f"{arguments.rounds} rounds, the modes in turn, after a 1 s warm-up each; load from "
+        f"{generator} on the same machine, so client, servers and the spans' sink share its "
+        f"cores. The sink took {sink.exports} exports ({sink.bytes / 2**20:.1f} MiB)."
+    )
+    command = (
+        f"python bench/telemetry.py --seconds {arguments.seconds:.0f} "
+        f"--connections {arguments.connections} --rounds {arguments.rounds}"
+    )
+    common.write_result("telemetry", "Traces' cost", command, body)
+
+
+if __name__ == "__main__":
+    main()
