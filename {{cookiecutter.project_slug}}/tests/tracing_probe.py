@@ -40,7 +40,9 @@ def request_about(settings: Settings) -> None:
     """GET / as the production server's process sets the service up."""
 {%- if cookiecutter.framework == "django" %}
     server.setup()
-    server.trace_requests(settings)
+    # As in each server process: wsgi.py instruments the requests once traces are on.
+    import {{ cookiecutter.package_name }}.wsgi  # noqa: F401
+
     Client().get("/")
 {%- elif cookiecutter.framework == "fastapi" %}
     TestClient(create_app(settings)).get("/")
