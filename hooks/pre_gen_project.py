@@ -62,9 +62,10 @@ PATTERNS = {
 }
 
 # The facts of every choice, by option (framework, orm, database, worker, broker, ci, license)
-# and value, and of the parts every service has: the table the project's files look their facts up in. It is a file of the
-# project skeleton whose name is a Jinja comment, so cookiecutter writes no file for it (the
-# string is split so that cookiecutter, which renders this hook, leaves it as it is).
+# and value, and of the parts every service has: the table the project's files look their
+# facts up in. It is a file of the project skeleton whose name is a Jinja comment, so
+# cookiecutter writes no file for it (the string is split so that cookiecutter, which
+# renders this hook, leaves it as it is).
 FACTS_FILE = "{" + "#choices.jinja#}"
 FACT_TABLES = {
     "framework": "FRAMEWORKS",

@@ -19,7 +19,7 @@ from prometheus_client import Counter, Gauge, Histogram
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 OTHER_METHOD = "OTHER"
-# From a millisecond answer to a request that holds a worker for ten seconds.
+# From a millisecond answer to a request that holds a server process for ten seconds.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 {%- if cookiecutter.framework != "fastapi" %}
 # A path parameter as {{ framework.name }} writes it (`<int:item_id>`, `<item_id>`).
