@@ -12,7 +12,7 @@ import pytest
 
 from harness import combination_id
 from prometheus import Prometheus
-from services import Services
+from services import Services, wait_until_processed
 
 pytestmark = pytest.mark.real
 
@@ -67,3 +67,44 @@ def test_prometheus_counts_every_request_over_the_server_processes(
             "database": 1.0,
             "broker": 1.0,
         }
+
+
+def counts_reached(
+    prometheus: Prometheus, expressions: list[str], least: list[float]
+) -> list[float]:
+    """The expressions' values once each has reached its least, or as they stand after a few
+    scrapes more: a worker counts a task a moment after its work is seen done."""
+    deadline = time.monotonic() + 10
+    while True:
+        settled(prometheus, "worker")
+        values = [counted(prometheus, expression) for expression in expressions]
+        if all(v >= m for v, m in zip(values, least, strict=True)) or time.monotonic() > deadline:
+            return values
+
+
+@pytest.mark.parametrize("combination", OBSERVED, ids=combination_id)
+def test_prometheus_counts_every_task_over_the_worker_processes(
+    services: Services, combination: dict[str, str], tmp_path: Path
+) -> None:
+    service = services.start(combination, reachable=True)
+    target = f"127.0.0.1:{service.environment['WORKER_METRICS_PORT']}"
+    # Summed over the worker's processes and tasks, as a dashboard sums them.
+    expressions = [
+        "sum(worker_tasks_received_total)",
+        "sum(worker_tasks_succeeded_total)",
+        "sum(worker_task_duration_seconds_count)",
+    ]
+    with Prometheus(tmp_path, {"worker": target}) as prometheus:
+        settled(prometheus, "worker")
+        before = [counted(prometheus, expression) for expression in expressions]
+        created = [service.request("POST", "/items", {"name": f"item {n}"}) for n in range(ITEMS)]
+        item_ids = [response.json()["id"] for response in created]
+        for item_id in item_ids:
+            assert service.request("POST", f"/items/{item_id}/process").status == 202
+        for item_id in item_ids:
+            wait_until_processed(service, item_id)
+        after = counts_reached(prometheus, expressions, [b + ITEMS for b in before])
+        assert [a - b for a, b in zip(after, before, strict=True)] == [ITEMS] * 3
+        assert prometheus.value("sum(worker_tasks_failed_total)") in (None, 0.0)
+        backlog = prometheus.query("worker_queue_backlog")
+        assert [labels["queue"] for labels, _ in backlog] == [service.environment["WORKER_QUEUE"]]

@@ -68,12 +68,17 @@ def migrate(settings: Settings) -> None:
 
 
 def worker(settings: Settings) -> None:
+    from . import metrics_server
+
+    metrics_server.share_across_processes("worker")
     from . import server
 
     server.setup()
     error_reports.setup(settings, "worker")
     from .worker import run_worker
+    from .worker_metrics import QueueBacklog
 
+    metrics_server.start(settings.host, settings.worker_metrics_port, QueueBacklog(settings))
     run_worker(settings)
 
 

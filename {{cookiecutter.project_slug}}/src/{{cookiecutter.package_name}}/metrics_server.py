@@ -20,7 +20,10 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 # prometheus_client reads it as it is imported: set it first.
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
@@ -67,9 +70,10 @@ def is_alive(pid: int) -> bool:
     return True
 
 
-def start(host: str, port: int) -> int:
+def start(host: str, port: int, *collectors: "Collector") -> int:
     """Serve the processes' summed metrics on host:port (at /metrics, as Prometheus asks),
-    from a thread of this process; return the port (the one the system chose for port 0)."""
+    with those the collectors read at each scrape, from a thread of this process; return the
+    port (the one the system chose for port 0)."""
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
     directory = os.environ[MULTIPROCESS_DIRECTORY]
@@ -77,5 +81,7 @@ def start(host: str, port: int) -> int:
     # Registered first: a registry collects in the order it was given its collectors.
     registry.register(DeadProcessSweeper(directory))
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    for collector in collectors:
+        registry.register(collector)
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server.server_port
