@@ -159,6 +159,10 @@ class Services:
     A test process runs one combination at a time (conftest.CombinationScheduling): starting
     another stops the ones before, so that idle services do not pile up."""
 
+    # Names the databases and queues of these services: others may run the same combination
+    # in the same process at once.
+    purpose = "contract"
+
     def __init__(self, root: Path, installs: Installs | None = None) -> None:
         self.root = root
         self.installs = installs or Installs(root / "installs")
@@ -180,7 +184,7 @@ class Services:
         # The development group is installed too, for the project's own suite: that the
         # runtime dependencies alone serve is proven by the images (test_deploy_commands,
         # and the container tier's, whose workers process items).
-        return self.installs(combination), environment_for(combination, "contract")
+        return self.installs(combination), environment_for(combination, self.purpose)
 
     def _start(self, combination: dict[str, str], key: str, *, reachable: bool) -> Service:
         project, environment = self._install(combination)

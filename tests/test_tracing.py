@@ -34,6 +34,8 @@ SPANS_TIMEOUT = 30
 class TracingServices(Services):
     """Services whose traces go to the receiver, every one of them kept."""
 
+    purpose = "tracing"
+
     def __init__(self, root: Path, installs: Installs, receiver: Receiver) -> None:
         super().__init__(root, installs)
         self.receiver = receiver
