@@ -7,7 +7,9 @@ reliability checks, the container tier and the service benchmark all run service
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
+import os
 import secrets
 import signal
 import socket
@@ -140,10 +142,29 @@ class Service:
         return self.request("GET", path)
 
 
+# The ports the tests give the services they start. A port the system hands out (port 0, or
+# an outgoing connection's) may be taken by another connection between its choice and the
+# service's bind, so these lie below that range; each test process has a block of its own.
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+PORTS_PER_PROCESS = 1000
+TEST_PROCESSES = 8
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port nothing listens on, from this test process's block."""
+    lowest_ephemeral = int(EPHEMERAL_PORTS.read_text().split()[0])
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    block = lowest_ephemeral - PORTS_PER_PROCESS * (1 + worker % TEST_PROCESSES)
+    for _ in range(PORTS_PER_PROCESS):
+        port = block + next(_next_port) % PORTS_PER_PROCESS
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # another run's, or still closing
+        return port
+    raise RuntimeError(f"no free port in {block}-{block + PORTS_PER_PROCESS - 1}")
 
 
 def unreachable(database_url: str, workdir: Path) -> str:

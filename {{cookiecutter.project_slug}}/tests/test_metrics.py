@@ -86,12 +86,14 @@ def test_readiness_sets_one_gauge_per_dependency() -> None:
 {%- endif %}
 
 
-# Processes that count in one directory, as `serve`'s do, then exit; then the metrics
-# server's answer.
+# Processes that count in one directory, as `serve`'s do, then exit, and one caught creating
+# its file; then the metrics server's answer.
 MULTIPROCESS_PROGRAM = textwrap.dedent(
     """
     import multiprocessing
+    import os
     import urllib.request
+    from pathlib import Path
 
     from {{ cookiecutter.package_name }} import metrics_server
 
@@ -111,6 +113,9 @@ MULTIPROCESS_PROGRAM = textwrap.dedent(
             process = multiprocessing.Process(target=answer, args=(requests,))
             process.start()
             process.join()
+        # A process writes to a file it first creates empty, then sizes.
+        directory = os.environ[metrics_server.MULTIPROCESS_DIRECTORY]
+        Path(directory, f"counter_{os.getpid() + 1}.db").touch()
         port = metrics_server.start("127.0.0.1", 0)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
             print(response.read().decode())

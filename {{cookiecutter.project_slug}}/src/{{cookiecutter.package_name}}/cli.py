@@ -74,11 +74,12 @@ def worker(settings: Settings) -> None:
     from . import server
 
     server.setup()
-    error_reports.setup(settings, "worker")
     from .worker import run_worker
     from .worker_metrics import QueueBacklog
 
+    # First: it forks, and error reports start a thread.
     metrics_server.start(settings.host, settings.worker_metrics_port, QueueBacklog(settings))
+    error_reports.setup(settings, "worker")
     run_worker(settings)
 
 
