@@ -65,6 +65,7 @@ class Prometheus:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
 
     def log(self) -> str:
         return (self.directory / "prometheus.log").read_text()

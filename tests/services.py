@@ -285,6 +285,7 @@ class Services:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
         for command, environment in self.cleanups:
             subprocess.run(command, env=environment, check=False, capture_output=True)
         self.running, self.processes, self.cleanups = {}, [], []

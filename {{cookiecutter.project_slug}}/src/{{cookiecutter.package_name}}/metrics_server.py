@@ -95,9 +95,9 @@ def start(host: str, port: int, *collectors: "Collector") -> int:
 
     Call it before the command starts a thread or opens a connection: the server's process is
     forked from this one. It is a process, not a thread, because the commands fork their own
-    (gunicorn's workers, Celery's pool, RQ's work horse for each job): a process forked while
-    a thread was scraping would inherit the locks the scrape held, such as the broker
-    client's, and hang at its first use of them.
+    (a web server's processes, a task queue's pool or its process for each task): a process
+    forked while a thread was scraping would inherit the locks the scrape held, such as the
+    broker client's, and hang at its first use of them.
     """
     from prometheus_client import CollectorRegistry, make_wsgi_app
 
@@ -146,7 +146,7 @@ def stop_server(child: int, owner: int) -> None:
     """Stop the server's process and wait for it: its port is free once the command has exited."""
     if os.getpid() != owner:
         return  # a process forked from the command, exiting
-    # Reaped already, maybe, by the command's own handler (gunicorn's).
+    # Reaped already, maybe, by the command's own handler (a web server's).
     with contextlib.suppress(ProcessLookupError, ChildProcessError):
         os.kill(child, signal.SIGTERM)
         os.waitpid(child, 0)
