@@ -1,7 +1,10 @@
 {%- set client_type = {"fastapi": "TestClient", "flask": "FlaskClient", "django": "Client"}[cookiecutter.framework] -%}
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 
 {% if cookiecutter.database != "none" and cookiecutter.framework == "django" -%}
@@ -142,3 +145,52 @@ def test_the_metrics_server_adds_up_every_process_and_drops_the_gauges_of_dead_o
     assert samples[("http_request_duration_seconds_count", live[:2])] == 7.0
     # Each process died with a request in flight; none is left, so the gauge has no sample.
     assert samples.get(("http_requests_in_flight", ()), 0.0) == 0.0
+
+
+# A command that serves its metrics, says on which port, then runs until it is killed.
+SERVING_PROGRAM = textwrap.dedent(
+    """
+    import time
+
+    from {{ cookiecutter.package_name }} import metrics_server
+
+    metrics_server.share_across_processes("test")
+    print(metrics_server.start("127.0.0.1", 0), flush=True)
+    while True:
+        time.sleep(1)
+    """
+)
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_the_metrics_are_served_by_a_process_of_their_own_which_ends_with_the_command(
+    tmp_path: Path,
+) -> None:
+    program = tmp_path / "serve.py"
+    program.write_text(SERVING_PROGRAM)
+    with subprocess.Popen(
+        [sys.executable, str(program)], stdout=subprocess.PIPE, text=True
+    ) as command:
+        try:
+            assert command.stdout is not None
+            port = int(command.stdout.readline())
+            # Scrapes are answered while the command itself is stopped: by another process.
+            command.send_signal(signal.SIGSTOP)
+            assert answers(port)
+            command.send_signal(signal.SIGCONT)
+            # Killed, the command leaves no server behind: its port stops answering.
+            command.kill()
+            command.wait(timeout=30)
+            deadline = time.monotonic() + 30
+            while answers(port) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not answers(port)
+        finally:
+            command.kill()
