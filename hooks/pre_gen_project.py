@@ -279,8 +279,11 @@ def template_directory(answers: Answers) -> Path | None:
     """Where cookiecutter.json is: where cookiecutter says the template is, else the working
     directory of the process running this hook (cookiecutter's generate_files, which cruft
     calls without saying where, runs hooks from the template's directory)."""
-    if answers.get("_repo_dir"):
-        return Path(str(answers["_repo_dir"]))
+    repo = Path(str(answers.get("_repo_dir") or ""))
+    # A relative one is as the user typed it, not from here; cookiecutter's working directory
+    # is the template's then too.
+    if repo.is_absolute():
+        return repo
     try:
         return Path(f"/proc/{os.getppid()}/cwd").readlink()
     except OSError:

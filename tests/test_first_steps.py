@@ -62,3 +62,15 @@ def test_the_readme_first_command_bakes_a_project_that_tests_green_without_warni
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout
     assert "warning" not in result.stderr.lower(), result.stderr
+
+
+def test_the_template_is_found_by_a_path_relative_to_where_cookiecutter_runs(
+    tmp_path: Path,
+) -> None:
+    # As the README's `path/to/this/template` may be typed: the hooks read the template too.
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path)]
+    result = subprocess.run(
+        [*command, TEMPLATE.name], cwd=TEMPLATE.parent, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "my-service" / "pyproject.toml").is_file()
