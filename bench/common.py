@@ -75,5 +75,27 @@ def write_result(name: str, title: str, command: str, body: str) -> Path:
     return path
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) a process and every process under it have used so far:
+    a server's supervisor and its workers. Linux only (/proc)."""
+    children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command's name, in parentheses, may hold spaces: fields follow its end.
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        process = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(process)
+        used[process] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total, waiting = 0.0, [pid]
+    while waiting:
+        process = waiting.pop()
+        total += used.get(process, 0.0)
+        waiting += children.get(process, [])
+    return total
+
+
 def ratio(value: float, floor: float) -> str:
     return f"{value / floor:.2f}x" if floor else "n/a"

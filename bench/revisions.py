@@ -36,8 +36,9 @@ def checkout(revision: str, directory: Path) -> Path:
     return directory
 
 
-def services_of(template: Path, root: Path) -> object:
-    """The contract suite's services, installing each combination from `template`."""
+def services_of(template: Path, root: Path, purpose: str) -> object:
+    """The contract suite's services, installing each combination from `template`, with
+    databases and queues named by `purpose`: the two sides run at once."""
     from harness import bake, combination_id, environment_for, sync
     from installs import Installs
     from services import Services
@@ -54,7 +55,9 @@ def services_of(template: Path, root: Path) -> object:
             return self.projects[key]
 
     root.mkdir(parents=True)
-    return Services(root, TemplateInstalls(root / "installs"))
+    services = Services(root, TemplateInstalls(root / "installs"))
+    services.purpose = purpose
+    return services
 
 
 def main() -> None:
@@ -71,9 +74,11 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as root:
         sides = {
-            "this checkout": services_of(TEMPLATE, Path(root) / "head"),
+            "this checkout": services_of(TEMPLATE, Path(root) / "head", "benchhead"),
             arguments.revision: services_of(
-                checkout(arguments.revision, Path(root) / "revision"), Path(root) / "base"
+                checkout(arguments.revision, Path(root) / "revision"),
+                Path(root) / "base",
+                "benchbase",
             ),
         }
         try:
@@ -92,13 +97,17 @@ def main() -> None:
                     for side, service in started.items():
                         figures[side].append(
                             measure(
-                                service.url, items[side], arguments.seconds, arguments.connections
+                                service.url,
+                                items[side],
+                                arguments.seconds,
+                                arguments.connections,
+                                sides[side].processes[0].pid,
                             )
                         )
                 head, base = figures.values()
                 for endpoint in ENDPOINTS:
-                    new = [statistics.median(f[endpoint][i] for f in head) for i in range(3)]
-                    old = [statistics.median(f[endpoint][i] for f in base) for i in range(3)]
+                    new = [statistics.median(f[endpoint][i] for f in head) for i in range(4)]
+                    old = [statistics.median(f[endpoint][i] for f in base) for i in range(4)]
                     rows.append(
                         (
                             framework,
@@ -108,6 +117,8 @@ def main() -> None:
                             common.ratio(new[0], old[0]),
                             f"{new[1]:.1f} / {new[2]:.1f}",
                             f"{old[1]:.1f} / {old[2]:.1f}",
+                            f"{new[3]:.2f} / {old[3]:.2f}",
+                            common.ratio(new[3], old[3]),
                         )
                     )
                 print(*rows[-len(ENDPOINTS) :], sep="\n", flush=True)
@@ -124,13 +135,17 @@ def main() -> None:
         "ratio",
         "this checkout p50 / p99 ms",
         f"{arguments.revision} p50 / p99 ms",
+        f"server CPU ms per request, this checkout / {arguments.revision}",
+        "CPU ratio",
     ]
     body = common.table(headers, rows)
     body += (
         f"\n\n{arguments.database} database; {WORKERS} server processes, as generated; "
         f"{arguments.connections} connections for {arguments.seconds:.0f} s per request, "
         f"{arguments.rounds} alternating rounds per app (medians), after a 1 s warm-up each; "
-        f"load from {generator_name()} on the same machine."
+        f"load from {generator_name()} on the same machine. The server's CPU time per "
+        "request (its supervisor and workers, from /proc) counts only the server's own work: "
+        "it varies less than the rates when the load generator and other work share the cores."
     )
     command = (
         f"python bench/revisions.py {arguments.revision} --database {arguments.database} "

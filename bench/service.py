@@ -213,12 +213,27 @@ def generator_name() -> str:
     return "wrk" if shutil.which("wrk") else "a Python load generator (tests/loadgen.py)"
 
 
-def measure(url: str, item_id: int, seconds: float, connections: int) -> dict[str, tuple]:
+def load_and_cpu(
+    url: str, seconds: float, connections: int, server: int
+) -> tuple[float, float, float, float]:
+    """load(), and the CPU time the server's processes (under pid `server`) spent per request
+    (ms): the steadier figure when other load shares the machine, as it counts only the
+    server's own work."""
+    cpu, start = common.cpu_seconds(server), time.perf_counter()
+    per_second, p50, p99 = load(url, seconds, connections)
+    cpu_rate = (common.cpu_seconds(server) - cpu) / (time.perf_counter() - start)
+    return per_second, p50, p99, cpu_rate / per_second * 1000
+
+
+def measure(
+    url: str, item_id: int, seconds: float, connections: int, server: int
+) -> dict[str, tuple[float, float, float, float]]:
+    """load_and_cpu() of each endpoint, after a warm-up."""
     figures = {}
     for endpoint in ENDPOINTS:
         target = url + endpoint.format(id=item_id)
         load(target, 1, connections)  # warm up: every worker has its connections
-        figures[endpoint] = load(target, seconds, connections)
+        figures[endpoint] = load_and_cpu(target, seconds, connections, server)
     return figures
 
 
@@ -300,7 +315,10 @@ def main() -> None:
                 service = services.start(combination, reachable=True)
                 project, environment, generated_ready = services.timings[service.url]
                 item_id = service.request("POST", "/items", {"name": "bench"}).json()["id"]
-                generated = measure(service.url, item_id, arguments.seconds, arguments.connections)
+                (server,) = services.processes  # `serve`: no worker in these choices
+                generated = measure(
+                    service.url, item_id, arguments.seconds, arguments.connections, server.pid
+                )
                 # One app at a time on the machine's cores; its database stays for the
                 # minimal app (stop_all, at the end, drops it).
                 for process in services.processes:
@@ -311,7 +329,11 @@ def main() -> None:
                 )
                 try:
                     baseline = measure(
-                        baseline_url, item_id, arguments.seconds, arguments.connections
+                        baseline_url,
+                        item_id,
+                        arguments.seconds,
+                        arguments.connections,
+                        baseline_process.pid,
                     )
                 finally:
                     stop(baseline_process)
@@ -326,6 +348,7 @@ def main() -> None:
                             common.ratio(g[0], b[0]),
                             f"{g[1]:.1f} / {g[2]:.1f}",
                             f"{b[1]:.1f} / {b[2]:.1f}",
+                            f"{g[3]:.2f} / {b[3]:.2f}",
                         )
                     )
                 startup_rows.append(
@@ -347,6 +370,7 @@ def main() -> None:
         "ratio",
         "generated p50 / p99 ms",
         "minimal p50 / p99 ms",
+        "server CPU ms per request, generated / minimal",
     ]
     body = common.table(headers, rows)
     body += "\n\nStart-up, from the server's start to `/health/ready` answering 200:\n\n"

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import common
-from service import load
+from service import load, load_and_cpu
 
 # Each way of running the service: its name in the table, and the variables it adds.
 MODES = {
@@ -112,43 +112,63 @@ def main() -> None:
                 for index, mode in enumerate(MODES)
             }
             try:
-                urls = {}
+                urls, servers = {}, {}
                 for mode, services in running.items():
                     service = services.start(combination, reachable=True)
                     item = service.request("POST", "/items", {"name": "bench"}).json()
                     urls[mode] = service.url + ENDPOINT.format(id=item["id"])
+                    (server,) = services.processes  # `serve`: no worker in these choices
+                    servers[mode] = server.pid
                     load(urls[mode], 1, arguments.connections)  # warm up
-                figures: dict[str, list[tuple[float, float, float]]] = {m: [] for m in MODES}
+                figures: dict[str, list[tuple[float, ...]]] = {m: [] for m in MODES}
                 for _round in range(arguments.rounds):
                     for mode, url in urls.items():
-                        figures[mode].append(load(url, arguments.seconds, arguments.connections))
+                        figures[mode].append(
+                            load_and_cpu(
+                                url, arguments.seconds, arguments.connections, servers[mode]
+                            )
+                        )
             finally:
                 for services in running.values():
                     services.stop_all()
-            off = statistics.median(f[0] for f in figures["off"])
+            off = [statistics.median(f[i] for f in figures["off"]) for i in range(4)]
             for mode, measured in figures.items():
-                per_second = statistics.median(f[0] for f in measured)
-                p50 = statistics.median(f[1] for f in measured)
-                p99 = statistics.median(f[2] for f in measured)
+                per_second, p50, p99, cpu = (
+                    statistics.median(f[i] for f in measured) for i in range(4)
+                )
                 rows.append(
                     (
                         framework,
                         mode,
                         f"{per_second:.0f}",
-                        common.ratio(per_second, off),
+                        common.ratio(per_second, off[0]),
                         f"{p50:.1f} / {p99:.1f}",
+                        f"{cpu:.2f}",
+                        common.ratio(cpu, off[3]),
                         " ".join(f"{f[0]:.0f}" for f in measured),
                     )
                 )
             print(*rows[-len(MODES) :], sep="\n", flush=True)
-    headers = ["framework", "traces", "req/s (median)", "against off", "p50 / p99 ms", "rounds"]
+    headers = [
+        "framework",
+        "traces",
+        "req/s (median)",
+        "against off",
+        "p50 / p99 ms",
+        "server CPU ms per request",
+        "against off",
+        "req/s of each round",
+    ]
     body = common.table(headers, rows)
     body += (
         f"\n\n`GET {ENDPOINT}` on PostgreSQL; 2 server workers, as generated; "
         f"{arguments.connections} connections for {arguments.seconds:.0f} s per mode and round, "
         f"{arguments.rounds} rounds, the modes in turn, after a 1 s warm-up each; load from "
         f"{generator} on the same machine, so client, servers and the spans' sink share its "
-        f"cores. The sink took {sink.exports} exports ({sink.bytes / 2**20:.1f} MiB)."
+        f"cores. The server's CPU time per request (its supervisor and workers, from /proc) counts "
+        "only the server's own work: it varies less than the rates when the load generator "
+        f"and other work share the cores. The sink took {sink.exports} exports "
+        f"({sink.bytes / 2**20:.1f} MiB)."
     )
     command = (
         f"python bench/telemetry.py --seconds {arguments.seconds:.0f} "

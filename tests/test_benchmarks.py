@@ -3,14 +3,29 @@ must not rot: each one starts and parses its arguments, and the pieces they shar
 
 from __future__ import annotations
 
+import importlib
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from harness import TEMPLATE
 from loadgen import run_load
+
+
+def bench_module(name: str) -> ModuleType:
+    """A module of bench/, imported as the benchmarks import it."""
+    sys.path.insert(0, str(TEMPLATE / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(TEMPLATE / "bench"))
+
 
 BENCHMARKS = sorted(
     path
@@ -34,11 +49,7 @@ def test_benchmark_starts_and_explains_its_options(script: Path) -> None:
 
 
 def test_bake_benchmark_measures_its_floor(tmp_path: Path) -> None:
-    sys.path.insert(0, str(TEMPLATE / "bench"))
-    try:
-        import bake
-    finally:
-        sys.path.remove(str(TEMPLATE / "bench"))
+    bake = bench_module("bake")
     figures = bake.measure_once(bake.one_file_template(tmp_path), {})
     assert figures["files"] == 1
     assert 0 < figures["seconds"] < 60
@@ -54,3 +65,19 @@ def test_load_is_only_ever_sent_to_loopback() -> None:
             max_requests=1,
             max_seconds=1,
         )
+
+
+def test_a_servers_cpu_time_counts_the_processes_under_it() -> None:
+    # A supervisor that only waits, over a worker that works for half a second of CPU.
+    work = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\n"
+    work += "time.sleep(60)"
+    supervisor = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {work!r}])"
+    process = subprocess.Popen([sys.executable, "-c", supervisor], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while bench_module("common").cpu_seconds(process.pid) < 0.5:
+            assert time.monotonic() < deadline, "the worker's CPU time was never counted"
+            time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
