@@ -9,6 +9,7 @@ samples to files that the metrics server adds up (metrics_server.py); elsewhere 
 """
 {%- if cookiecutter.framework != "fastapi" %}
 
+import functools
 import re
 {%- endif %}
 
@@ -65,6 +66,8 @@ def method_label(method: str) -> str:
 {%- if cookiecutter.framework != "fastapi" %}
 
 
+# Once per rule: the service has a few, and every request asks.
+@functools.cache
 def route_template(rule: str) -> str:
     """A route as the OpenAPI document writes it, from {{ framework.name }}'s rule: one leading
     slash, `{name}` for each parameter."""
