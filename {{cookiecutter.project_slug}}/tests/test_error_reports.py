@@ -115,6 +115,10 @@ def failing_request() -> dict[str, Any]:
 
 
 @pytest.mark.urls(__name__)
+{%- if cookiecutter.database != "none" %}
+# The request's end closes the database connections a test before may have left open.
+@pytest.mark.django_db
+{%- endif %}
 def test_an_unhandled_error_is_reported_without_the_requests_secrets(
     sentry: sentry_server.SentryServer,
 ) -> None:
