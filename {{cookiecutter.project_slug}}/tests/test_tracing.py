@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import tracing_probe
 from {{ cookiecutter.package_name }} import tracing
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -40,13 +41,37 @@ def request_line(lines: list[dict[str, Any]]) -> dict[str, Any]:
     return line
 
 
-def test_log_lines_inside_a_request_name_its_trace_and_span() -> None:
-    lines, report = run_probe("traced")
-    line = request_line(lines)
-    assert report["provider"] == "TracerProvider"
+@pytest.fixture(scope="module")
+def traced() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The probe's request, with traces on: one process for the tests that read it."""
+    return run_probe("traced")
+
+
+def server_span(report: dict[str, Any]) -> dict[str, Any]:
     servers = [span for span in report["spans"] if span["kind"] == "SERVER"]
     assert len(servers) == 1, report
-    assert line["trace_id"] == servers[0]["trace_id"]
+    return servers[0]
+
+
+def test_a_request_is_a_server_span_in_the_callers_trace(
+    traced: tuple[list[dict[str, Any]], dict[str, Any]],
+) -> None:
+    _lines, report = traced
+    assert report["provider"] == "TracerProvider"
+    span = server_span(report)
+    caller = (tracing_probe.CALLER_TRACE_ID, tracing_probe.CALLER_SPAN_ID)
+    assert (span["trace_id"], span["parent_span_id"]) == caller
+    assert span["name"] == "GET /"
+    assert span["attributes"]["http.route"] == "/"
+    assert span["attributes"]["http.response.status_code"] == 200
+
+
+def test_log_lines_inside_a_request_name_its_trace_and_span(
+    traced: tuple[list[dict[str, Any]], dict[str, Any]],
+) -> None:
+    lines, report = traced
+    line = request_line(lines)
+    assert line["trace_id"] == server_span(report)["trace_id"]
     assert len(line["trace_id"]) == 32
     assert len(line["span_id"]) == 16
     assert line["span_id"] in {span["span_id"] for span in report["spans"]}

@@ -3,8 +3,9 @@ provider is set once per process, and the tests' own process must stay untraced.
 
 `python tests/tracing_probe.py traced` sets traces up first, with an in-memory exporter in
 place of OTLP's; `python tests/tracing_probe.py` leaves them as the settings say. Either way
-the service starts as it does in production, answers GET /, and its log lines go to stdout;
-a last line reports what the SDK recorded.
+the service starts as it does in production, answers GET / from a caller whose trace the
+request carries (W3C's traceparent), and its log lines go to stdout; a last line reports what
+the SDK recorded.
 """
 
 import json
@@ -34,6 +35,10 @@ from {{ cookiecutter.package_name }}.settings import Settings
 {%- endif %}
 
 REPORT = "probe"
+# The caller's trace and span, as its traceparent header names them.
+CALLER_TRACE_ID = "5e1f0c2a9b3d4e6f8a7b6c5d4e3f2a1b"
+CALLER_SPAN_ID = "1a2b3c4d5e6f7a8b"
+CALLER = {"traceparent": f"00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01"}
 
 
 def request_about(settings: Settings) -> None:
@@ -43,11 +48,11 @@ def request_about(settings: Settings) -> None:
     # As in each server process: wsgi.py instruments the requests once traces are on.
     import {{ cookiecutter.package_name }}.wsgi  # noqa: F401
 
-    Client().get("/")
+    Client().get("/", headers=CALLER)
 {%- elif cookiecutter.framework == "fastapi" %}
-    TestClient(create_app(settings)).get("/")
+    TestClient(create_app(settings)).get("/", headers=CALLER)
 {%- elif cookiecutter.framework == "flask" %}
-    create_app(settings).test_client().get("/")
+    create_app(settings).test_client().get("/", headers=CALLER)
 {%- endif %}
 
 
@@ -65,9 +70,12 @@ def main(mode: str) -> None:
         tracing.flush_spans()
         spans = [
             {
+                "name": span.name,
                 "kind": span.kind.name,
                 "trace_id": f"{span.context.trace_id:032x}",
                 "span_id": f"{span.context.span_id:016x}",
+                "parent_span_id": f"{span.parent.span_id:016x}" if span.parent else "",
+                "attributes": dict(span.attributes or {}),
             }
             for span in exporter.get_finished_spans()
             if span.context is not None

@@ -3,6 +3,7 @@
 {%- set sqlalchemy_queries = queries and framework.orm == "sqlalchemy" -%}
 {%- set django_queries = queries and framework.orm == "django" -%}
 {%- set messages = cookiecutter.worker != "none" -%}
+{%- set requests = framework.own_request_spans -%}
 {%- set abc = (["Callable"] if django_queries else []) + (["Iterator", "Mapping"] if messages else []) -%}
 """Traces (OpenTelemetry), sent to a collector over OTLP/HTTP: off unless an endpoint is set.
 
@@ -34,10 +35,10 @@ from collections.abc import {{ abc | join(", ") }}
 {% if messages -%}
 from contextlib import contextmanager
 {% endif -%}
-from typing import {% if django_queries or messages %}TYPE_CHECKING, Any{% else %}TYPE_CHECKING{% endif %}
+from typing import TYPE_CHECKING{% if django_queries or messages %}, Any{% endif %}{% if requests %}, Protocol{% endif %}
 
-from opentelemetry import {% if messages %}propagate, {% endif %}trace
-{%- if sqlalchemy_queries %}
+from opentelemetry import {% if requests %}context, propagate, {% elif messages %}propagate, {% endif %}trace
+{%- if sqlalchemy_queries or requests %}
 from opentelemetry.trace import SpanKind, Status, StatusCode
 {%- elif queries or messages %}
 from opentelemetry.trace import SpanKind
@@ -120,6 +121,13 @@ def sampler(name: str, ratio: float) -> Sampler:
         "parentbased_traceidratio": sampling.ParentBasedTraceIdRatio(ratio),
     }
     return samplers[name]
+{%- if cookiecutter.framework == "django" %}
+
+
+def enabled() -> bool:
+    """True once the SDK is set up in this process (configure_tracing)."""
+    return _provider is not None
+{%- endif %}
 
 
 def flush_spans() -> None:
@@ -133,6 +141,46 @@ def shutdown_tracing() -> None:
     if _provider is not None:
         _provider.shutdown()
 
+{%- if requests %}
+
+
+class Headers(Protocol):
+    """A request's headers, looked up by name in any case: the caller's trace is in them."""
+
+    def get(self, key: str) -> str | None: ...
+
+
+class ServerSpan:
+    """The SERVER span of one request, current from the request's start to its answer: in
+    the caller's trace when the request's headers carry one (W3C's traceparent).
+
+    OpenTelemetry's instrumentations of {{ framework.name }} (and of WSGI) cost about 0.1 ms of
+    CPU a request even when the sampler keeps no trace: they gather every attribute first.
+    This span carries what the service's own telemetry knows: method, path, route, status.
+    """
+
+    def __init__(self, method: str, path: str, headers: Headers) -> None:
+        self.method = method
+        self.span = tracer.start_span(
+            method,
+            context=propagate.extract(headers),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path},
+        )
+        self._token = context.attach(trace.set_span_in_context(self.span))
+
+    def end(self, route: str | None, status: int) -> None:
+        """End it, named by its method and route template (`GET /items/{item_id}`) where the
+        request matched one; an error if the answer was."""
+        if route is not None:
+            self.span.update_name(f"{self.method} {route}")
+            self.span.set_attribute("http.route", route)
+        self.span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            self.span.set_status(Status(StatusCode.ERROR))
+        self.span.end()
+        context.detach(self._token)
+{%- endif %}
 {%- if queries %}
 
 
