@@ -114,6 +114,11 @@ def test_one_trace_from_the_request_through_the_broker_to_the_task(
     assert len(servers) == 1, summary
     (server,) = servers
     assert server.parent_span_id == "", summary
+    # Named by the route's template, as the metrics count it, with the answer's status.
+    route = "/items/{item_id}/process"
+    assert server.name == f"POST {route}", summary
+    assert server.attributes["http.route"] == route, server.attributes
+    assert server.attributes["http.response.status_code"] == 202, server.attributes
     # The enqueue happens inside the request; the task is the enqueue's child, in the worker.
     assert server in ancestors(producer, by_id), summary
     consumers = [s for s in trace if s.kind == "CONSUMER"]

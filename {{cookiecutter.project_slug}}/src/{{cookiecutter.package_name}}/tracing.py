@@ -3,7 +3,6 @@
 {%- set sqlalchemy_queries = queries and framework.orm == "sqlalchemy" -%}
 {%- set django_queries = queries and framework.orm == "django" -%}
 {%- set messages = cookiecutter.worker != "none" -%}
-{%- set requests = framework.own_request_spans -%}
 {%- set abc = (["Callable"] if django_queries else []) + (["Iterator", "Mapping"] if messages else []) -%}
 """Traces (OpenTelemetry), sent to a collector over OTLP/HTTP: off unless an endpoint is set.
 
@@ -35,14 +34,10 @@ from collections.abc import {{ abc | join(", ") }}
 {% if messages -%}
 from contextlib import contextmanager
 {% endif -%}
-from typing import TYPE_CHECKING{% if django_queries or messages %}, Any{% endif %}{% if requests %}, Protocol{% endif %}
+from typing import TYPE_CHECKING{% if django_queries or messages %}, Any{% endif %}, Protocol
 
-from opentelemetry import {% if requests %}context, propagate, {% elif messages %}propagate, {% endif %}trace
-{%- if sqlalchemy_queries or requests %}
+from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-{%- elif queries or messages %}
-from opentelemetry.trace import SpanKind
-{%- endif %}
 
 if TYPE_CHECKING:
 {%- if django_queries %}
@@ -141,8 +136,6 @@ def shutdown_tracing() -> None:
     if _provider is not None:
         _provider.shutdown()
 
-{%- if requests %}
-
 
 class Headers(Protocol):
     """A request's headers, looked up by name in any case: the caller's trace is in them."""
@@ -154,9 +147,10 @@ class ServerSpan:
     """The SERVER span of one request, current from the request's start to its answer: in
     the caller's trace when the request's headers carry one (W3C's traceparent).
 
-    OpenTelemetry's instrumentations of {{ framework.name }} (and of WSGI) cost about 0.1 ms of
-    CPU a request even when the sampler keeps no trace: they gather every attribute first.
-    This span carries what the service's own telemetry knows: method, path, route, status.
+    The service's own, rather than an instrumentation library's: those cost about 0.1 ms of
+    CPU a request even when the sampler keeps no trace, as they gather every attribute first
+    (the query string, which may carry a secret, among them). This one carries what the
+    service's own telemetry knows: method, path, route and status.
     """
 
     def __init__(self, method: str, path: str, headers: Headers) -> None:
@@ -180,7 +174,6 @@ class ServerSpan:
             self.span.set_status(Status(StatusCode.ERROR))
         self.span.end()
         context.detach(self._token)
-{%- endif %}
 {%- if queries %}
 
 
