@@ -1,9 +1,10 @@
-"""Benchmark, not a test: what traces cost a service. Requests per second and p50/p99 latency
-of `GET /items/{id}` through the generated production server on PostgreSQL, with traces off
-(no endpoint set), on with the default sampler (parentbased_traceidratio, 0.1), and on with
-every trace kept (always_on), side by side. The three servers run at once and are loaded in
-turn, round after round, so that the machine's other load falls on each alike; the table
-gives each one's median round.
+"""Benchmark, not a test: what telemetry costs a service. Requests per second and p50/p99
+latency of `GET /items/{id}` through the generated production server on PostgreSQL: with its
+request metrics switched off (bench/metrics_off/) and traces off, as generated (metrics on,
+traces off: no endpoint set), and with traces on too, with the default sampler
+(parentbased_traceidratio, 0.1) and with every trace kept (always_on), side by side. The
+servers run at once and are loaded in turn, round after round, so that the machine's other
+load falls on each alike; the table gives each one's median round.
 
     python bench/telemetry.py [--seconds S] [--connections C] [--rounds N] [--frameworks ...]
 
@@ -25,13 +26,21 @@ from pathlib import Path
 import common
 from service import load, load_and_cpu
 
-# Each way of running the service: its name in the table, and the variables it adds.
+# Each way of running the service: its name in the table, whether it records its request
+# metrics, and the variables it adds to turn traces on (none: off).
 MODES = {
-    "off": {},
-    "sampled 0.1 (default)": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio"},
-    "every trace": {"OTEL_TRACES_SAMPLER": "always_on"},
+    "metrics off, traces off": (False, {}),
+    "as generated: metrics, traces off": (True, {}),
+    "metrics, traces sampled 0.1 (default)": (
+        True,
+        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio"},
+    ),
+    "metrics, every trace": (True, {"OTEL_TRACES_SAMPLER": "always_on"}),
 }
+BASELINE = "metrics off, traces off"
 ENDPOINT = "/items/{id}"
+# On the path of a mode without metrics: it switches the service's request metrics off.
+METRICS_OFF = Path(__file__).resolve().parent / "metrics_off"
 
 
 class Sink:
@@ -65,8 +74,8 @@ class Sink:
 
 
 def services_class() -> type:
-    """The contract suite's services, with traces as a mode says, each on a database of its
-    own (the modes' servers run at once)."""
+    """The contract suite's services, with metrics and traces as a mode says, each on a
+    database of its own (the modes' servers run at once)."""
     from harness import environment_for
     from services import Services
 
@@ -81,9 +90,14 @@ def services_class() -> type:
             project, environment = super()._install(combination)
             purpose = f"telemetry{list(MODES).index(self.mode)}"
             environment["DATABASE_URL"] = environment_for(combination, purpose)["DATABASE_URL"]
-            if MODES[self.mode]:
+            metrics, traces = MODES[self.mode]
+            if not metrics:
+                (package,) = (project / "src").iterdir()
+                environment["PYTHONPATH"] = str(METRICS_OFF)
+                environment["BENCH_METRICS_MODULE"] = f"{package.name}.metrics"
+            if traces:
                 environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.sink.endpoint
-                environment.update(MODES[self.mode])
+                environment.update(traces)
             return project, environment
 
     return TelemetryServices
@@ -131,32 +145,36 @@ def main() -> None:
             finally:
                 for services in running.values():
                     services.stop_all()
-            off = [statistics.median(f[i] for f in figures["off"]) for i in range(4)]
-            for mode, measured in figures.items():
-                per_second, p50, p99, cpu = (
-                    statistics.median(f[i] for f in measured) for i in range(4)
-                )
+            medians = {
+                mode: [statistics.median(f[i] for f in measured) for i in range(4)]
+                for mode, measured in figures.items()
+            }
+            above = medians[BASELINE]
+            for mode, (per_second, p50, p99, cpu) in medians.items():
                 rows.append(
                     (
                         framework,
                         mode,
                         f"{per_second:.0f}",
-                        common.ratio(per_second, off[0]),
+                        common.ratio(per_second, medians[BASELINE][0]),
+                        common.ratio(per_second, above[0]),
                         f"{p50:.1f} / {p99:.1f}",
                         f"{cpu:.2f}",
-                        common.ratio(cpu, off[3]),
-                        " ".join(f"{f[0]:.0f}" for f in measured),
+                        common.ratio(cpu, medians[BASELINE][3]),
+                        " ".join(f"{f[0]:.0f}" for f in figures[mode]),
                     )
                 )
+                above = medians[mode]
             print(*rows[-len(MODES) :], sep="\n", flush=True)
     headers = [
         "framework",
-        "traces",
+        "telemetry",
         "req/s (median)",
-        "against off",
+        "against no telemetry",
+        "against the row above",
         "p50 / p99 ms",
         "server CPU ms per request",
-        "against off",
+        "against no telemetry",
         "req/s of each round",
     ]
     body = common.table(headers, rows)
@@ -174,7 +192,7 @@ def main() -> None:
         f"python bench/telemetry.py --seconds {arguments.seconds:.0f} "
         f"--connections {arguments.connections} --rounds {arguments.rounds}"
     )
-    common.write_result("telemetry", "Traces' cost", command, body)
+    common.write_result("telemetry", "Telemetry's cost", command, body)
 
 
 if __name__ == "__main__":

@@ -81,3 +81,48 @@ def test_a_servers_cpu_time_counts_the_processes_under_it() -> None:
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+# A service's metrics module, as bench/metrics_off/ finds it: what it records, kept in CALLS.
+STAND_IN_METRICS = """
+CALLS = []
+def observe(*labels): CALLS.append(labels)
+def record_build(version): CALLS.append(version)
+class Gauge:
+    def inc(self): CALLS.append("inc")
+    def dec(self): CALLS.append("dec")
+IN_FLIGHT = Gauge()
+"""
+# A process of the service: the module is not imported before the service imports it.
+RECORDS = """
+import sys
+print("imported at start:", "stand_in_metrics" in sys.modules)
+import stand_in_metrics as metrics
+metrics.IN_FLIGHT.inc()
+metrics.observe("GET", "/items/{item_id}", 200, 0.01)
+metrics.IN_FLIGHT.dec()
+metrics.record_build("1.0")
+print(metrics.CALLS)
+"""
+
+
+@pytest.mark.parametrize(
+    ("metrics_off", "recorded"),
+    [(True, "['1.0']"), (False, "['inc', ('GET', '/items/{item_id}', 200, 0.01), 'dec', '1.0']")],
+)
+def test_the_metrics_off_mode_stops_only_the_request_metrics(
+    tmp_path: Path, metrics_off: bool, recorded: str
+) -> None:
+    (tmp_path / "stand_in_metrics.py").write_text(STAND_IN_METRICS)
+    path = (
+        [str(TEMPLATE / "bench" / "metrics_off"), str(tmp_path)] if metrics_off else [str(tmp_path)]
+    )
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(path),
+        "BENCH_METRICS_MODULE": "stand_in_metrics",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", RECORDS], env=environment, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines() == ["imported at start: False", recorded]
