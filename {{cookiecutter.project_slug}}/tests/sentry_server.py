@@ -100,6 +100,11 @@ class SentryServer:
         with self.lock:
             return list(self.events)
 
+    def received_events(self) -> list[dict[str, Any]]:
+        """The events received so far."""
+        with self.lock:
+            return list(self.events)
+
     def received(self) -> bytes:
         """Every envelope received, as one text to search."""
         with self.lock:
