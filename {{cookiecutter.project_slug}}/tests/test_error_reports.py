@@ -53,13 +53,25 @@ SECRETS = {
     "authorization": "bearer-secret-7d3b",
     "query": "query-secret-2c8f",
 }
+# A DSN where nothing listens: no error happens, so nothing is sent there.
+UNUSED_DSN = "http://public@127.0.0.1:9/1"
+# The modules a process holds once it has built the app, then once error reports are set up
+# with a DSN.
+FACTORY = f"""
+import sys
+from pydantic import SecretStr
+from {PACKAGE} import error_reports
+from {PACKAGE}.settings import Settings
 {%- if cookiecutter.framework == "django" %}
-# Building the app runs this: the SDK loaded or not, and the modules the process holds.
-FACTORY = f"import sys\nimport {PACKAGE}.wsgi\nprint(*sys.modules)"
+import {PACKAGE}.wsgi
 {%- elif cookiecutter.framework in ("fastapi", "flask") %}
-# Building the app runs this: the SDK loaded or not, and the modules the process holds.
-FACTORY = f"import sys\nfrom {PACKAGE}.app import create_app\ncreate_app()\nprint(*sys.modules)"
+from {PACKAGE}.app import create_app
+create_app()
 {%- endif %}
+print(*sys.modules)
+error_reports.setup(Settings(sentry_dsn=SecretStr("{UNUSED_DSN}")), "web")
+print(*sys.modules)
+"""
 
 
 class ErrorReportTestError(Exception):
@@ -207,8 +219,9 @@ def assert_one_report_without_secrets(sentry: sentry_server.SentryServer) -> Non
         assert secret not in received, where
 
 
-def modules_loaded_by_the_app_factory(dsn: str) -> set[str]:
-    environment = {**os.environ, "ENVIRONMENT": "test", "SENTRY_DSN": dsn}
+def modules_loaded_by_the_app_factory() -> tuple[set[str], set[str]]:
+    """The modules loaded by the app built without SENTRY_DSN, then with error reports set up."""
+    environment = {**os.environ, "ENVIRONMENT": "test", "SENTRY_DSN": ""}
     result = subprocess.run(
         [sys.executable, "-c", FACTORY],
         env=environment,
@@ -218,13 +231,13 @@ def modules_loaded_by_the_app_factory(dsn: str) -> set[str]:
         timeout=60,
         check=True,
     )
-    return set(result.stdout.split())
+    built, set_up = result.stdout.splitlines()
+    return set(built.split()), set(set_up.split())
 
 
 def test_without_a_dsn_the_sdk_is_not_even_loaded() -> None:
-    loaded = modules_loaded_by_the_app_factory("")
-    assert f"{PACKAGE}.error_reports" in loaded
-    assert "sentry_sdk" not in loaded
-    # The same process with a DSN loads it: the check above can fail. Nothing is sent: no
-    # error happens.
-    assert "sentry_sdk" in modules_loaded_by_the_app_factory("http://public@127.0.0.1:9/1")
+    built, set_up = modules_loaded_by_the_app_factory()
+    assert f"{PACKAGE}.error_reports" in built
+    assert "sentry_sdk" not in built
+    # Set up with a DSN, the same process loads it: the check above can fail.
+    assert "sentry_sdk" in set_up
