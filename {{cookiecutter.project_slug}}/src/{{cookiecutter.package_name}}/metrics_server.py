@@ -38,8 +38,9 @@ MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 DIRECTORY_PREFIX = "{{ cookiecutter.project_slug }}-metrics-"
 
 
-# Once per process: a script that takes this step itself before it runs the command (the
-# tests' worker) keeps the directory prometheus_client has seen.
+# Once per process: a script that takes this step itself before it runs the command (as a
+# test's script may, to change what the command loads) keeps the directory
+# prometheus_client has seen.
 @functools.cache
 def share_across_processes(command: str) -> None:
     """Give this command and the processes it starts a fresh directory to count in, before

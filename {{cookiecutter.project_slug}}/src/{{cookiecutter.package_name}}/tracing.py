@@ -3,7 +3,7 @@
 {%- set sqlalchemy_queries = queries and framework.orm == "sqlalchemy" -%}
 {%- set django_queries = queries and framework.orm == "django" -%}
 {%- set messages = cookiecutter.worker != "none" -%}
-{%- set abc = (["Callable"] if django_queries else []) + (["Iterator", "Mapping"] if messages else []) -%}
+{%- set abc = (["Callable"] if queries else []) + (["Iterator", "Mapping"] if messages else []) -%}
 """Traces (OpenTelemetry), sent to a collector over OTLP/HTTP: off unless an endpoint is set.
 
 {% if messages -%}
@@ -34,7 +34,7 @@ from collections.abc import {{ abc | join(", ") }}
 {% if messages -%}
 from contextlib import contextmanager
 {% endif -%}
-from typing import TYPE_CHECKING{% if django_queries or messages %}, Any{% endif %}, Protocol
+from typing import TYPE_CHECKING{% if queries or messages %}, Any{% endif %}, Protocol
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.sampling import Sampler
 {%- if sqlalchemy_queries %}
     from sqlalchemy import Engine
-    from sqlalchemy.engine import Connection, ExceptionContext
 {%- endif %}
 
     from .settings import Settings
@@ -186,53 +185,48 @@ def operation(statement: str) -> str:
 def query_attributes(system: str, statement: str) -> dict[str, str]:
     # The statement as sent, with its placeholders: the values never reach the span.
     return {"db.system.name": system, "db.query.text": statement}
+
+
+def in_a_dropped_trace() -> bool:
+    """Whether the current span is of a trace the sampler did not keep. Its queries get no
+    span: the parent-based samplers would drop each one, after the work of starting it (a
+    tenth of a traced request's cost, measured with bench/instructions.py)."""
+    current = trace.get_current_span().get_span_context()
+    return current.is_valid and not current.trace_flags.sampled
 {%- endif %}
 {%- if sqlalchemy_queries %}
 
 
-# SQLAlchemy's events, rather than OpenTelemetry's SQLAlchemy instrumentation: that one
-# declares no support for SQLAlchemy 2.1, and patches every engine and connection checkout.
-_QUERY_SPAN = "tracing.query_span"
+# Around the engine's dialect, which runs every statement, rather than OpenTelemetry's
+# SQLAlchemy instrumentation (it declares no support for SQLAlchemy 2.1, and patches every
+# engine and connection checkout) or SQLAlchemy's cursor events (with any listener, each
+# request costs about 8 % more, traced or not: bench/instructions.py).
+DIALECT_EXECUTES = ("do_execute", "do_executemany", "do_execute_no_params")
 
 
 def trace_queries(engine: Engine) -> None:
     """A CLIENT span for each statement the engine runs, while traces are on."""
     if _provider is None:
         return
-    from sqlalchemy import event
+    dialect = engine.dialect
+    for name in DIALECT_EXECUTES:
+        setattr(dialect, name, traced(getattr(dialect, name), dialect.name))
 
-    system = engine.dialect.name
 
-    def start(
-        connection: Connection,
-        _cursor: object,
-        statement: str,
-        _parameters: object,
-        _context: object,
-        _executemany: bool,
-    ) -> None:
-        connection.info[_QUERY_SPAN] = tracer.start_span(
+def traced(execute: Callable[..., Any], system: str) -> Callable[..., Any]:
+    """The dialect's execute, in a span named by the statement (its error recorded)."""
+
+    def execute_in_a_span(cursor: Any, statement: str, *arguments: Any) -> Any:
+        if in_a_dropped_trace():
+            return execute(cursor, statement, *arguments)
+        with tracer.start_as_current_span(
             operation(statement),
             kind=SpanKind.CLIENT,
             attributes=query_attributes(system, statement),
-        )
+        ):
+            return execute(cursor, statement, *arguments)
 
-    def end(connection: Connection, *_args: object) -> None:
-        span = connection.info.pop(_QUERY_SPAN, None)
-        if span is not None:
-            span.end()
-
-    def fail(failure: ExceptionContext) -> None:
-        connection = failure.connection
-        span = connection.info.pop(_QUERY_SPAN, None) if connection is not None else None
-        if span is not None:
-            span.record_exception(failure.original_exception)
-            span.set_status(Status(StatusCode.ERROR, type(failure.original_exception).__name__))
-            span.end()
-
-    event.listen(engine, "before_cursor_execute", start)
-    event.listen(engine, "after_cursor_execute", end)
-    event.listen(engine, "handle_error", fail)
+    return execute_in_a_span
 {%- elif django_queries %}
 
 
@@ -253,6 +247,8 @@ def query_span(
     execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
     """A CLIENT span around one query of a Django connection."""
+    if in_a_dropped_trace():
+        return execute(sql, params, many, context)
     system = context["connection"].vendor
     with tracer.start_as_current_span(
         operation(sql), kind=SpanKind.CLIENT, attributes=query_attributes(system, sql)
