@@ -189,8 +189,7 @@ def query_attributes(system: str, statement: str) -> dict[str, str]:
 
 def in_a_dropped_trace() -> bool:
     """Whether the current span is of a trace the sampler did not keep. Its queries get no
-    span: the parent-based samplers would drop each one, after the work of starting it (a
-    tenth of a traced request's cost, measured with bench/instructions.py)."""
+    span: the parent-based samplers would drop each one, after the work of starting it."""
     current = trace.get_current_span().get_span_context()
     return current.is_valid and not current.trace_flags.sampled
 {%- endif %}
